@@ -1,0 +1,175 @@
+"""Render a host's cloud-config: the common base plus one fragment per role.
+
+Each fragment is a directory under `templates/` holding `fragment.yaml.j2` (which packages, which files, which
+bootstrap script) next to the files themselves, written in the service's own syntax (systemd units, shell, nginx,
+Prometheus YAML) so they can be read side by side with the manual's listings.
+
+`fragment.yaml.j2` renders to:
+
+    packages: [nginx]
+    files:
+      - {path: /etc/nginx/conf.d/nina.conf, template: nina.conf.j2, owner: "root:root", mode: "0644"}
+    bootstrap: bootstrap.sh.j2      # optional; installed as /usr/local/lib/nina/bootstrap/NN-<fragment>.sh
+
+cloud-init runs the bootstrap scripts in order from runcmd. They are idempotent, so re-running one by hand
+(`sudo /usr/local/lib/nina/bootstrap/20-superlink.sh`) is safe. Only non-secret, host-defining content goes here:
+anything that changes in operation or is secret is delivered over SSH after boot.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from nina import names, ports
+from nina.config import Host, StackConfig
+from nina.roles import ROLES, SYSTEM_GROUP
+
+TEMPLATES = Path(__file__).parent / "templates"
+BOOTSTRAP_DIR = "/usr/local/lib/nina/bootstrap"
+# Nova accepts 65,535 bytes of base64: we keep far below so a growing role never hits it in production.
+SIZE_LIMIT = 16 * 1024
+FLWR_VERSION = "1.41.0"
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: str
+    content: str
+    owner: str
+    mode: str
+
+
+def context(cfg: StackConfig, host: Host, **extra: Any) -> dict[str, Any]:
+    return {
+        "cfg": cfg,
+        "host": host,
+        "roles": ROLES,
+        "ports": {p.name: p for p in ports.PORTS},
+        "names": names,
+        "system_group": SYSTEM_GROUP,
+        "flwr_version": FLWR_VERSION,
+        "superlinks": [f for f in cfg.federations.values() if f.superlink_host == host.name],
+        "vpns": [f for f in cfg.federations.values() if f.vpn_host == host.name],
+        "supernodes": cfg.supernodes_on(host.name),
+        "service_users": sorted({u for r in host.roles for u in ROLES[r].service_users}),
+        "venvs": sorted({ROLES[r].python_venv for r in host.roles if ROLES[r].python_venv}),
+        **extra,
+    }
+
+
+def fragments(host: Host) -> list[str]:
+    """The base first, then the host's roles in table order (stable, whatever order the stack lists them)."""
+    return ["base"] + [r for r in ROLES if r in host.roles]
+
+
+def render_fragment(name: str, ctx: dict[str, Any]) -> tuple[list[str], list[RenderedFile], str | None]:
+    spec = yaml.safe_load(_env.get_template(f"{name}/fragment.yaml.j2").render(ctx)) or {}
+    files = [
+        RenderedFile(
+            path=f["path"],
+            content=_env.get_template(f"{name}/{f['template']}").render({**ctx, **f.get("vars", {})}),
+            owner=f.get("owner", "root:root"),
+            mode=f.get("mode", "0755" if f["path"].endswith(".sh") else "0644"),
+        )
+        for f in spec.get("files", [])
+    ]
+    bootstrap = _env.get_template(f"{name}/{spec['bootstrap']}").render(ctx) if spec.get("bootstrap") else None
+    return list(spec.get("packages", [])), files, bootstrap
+
+
+def cloud_config(cfg: StackConfig, host: Host) -> dict[str, Any]:
+    """The cloud-config document for one host, as a dict (validated against cloud-init's schema in the tests)."""
+    ctx = context(cfg, host)
+    packages: list[str] = []
+    write_files: list[dict[str, Any]] = []
+    runcmd: list[list[str]] = []
+    for index, name in enumerate(fragments(host)):
+        pkgs, files, bootstrap = render_fragment(name, ctx)
+        packages += [p for p in pkgs if p not in packages]
+        for f in files:
+            write_files.append(_write_file(f))
+        if bootstrap is not None:
+            script = f"{BOOTSTRAP_DIR}/{index * 10:02d}-{name}.sh"
+            write_files.append(_write_file(RenderedFile(script, bootstrap, "root:root", "0755")))
+            runcmd.append([script])
+    users: list[Any] = ["default"]
+    for user in ctx["service_users"]:
+        # §4.1.2.1: system users with no shell, members of fl_system.
+        users.append({"name": user, "system": True, "shell": "/usr/sbin/nologin", "groups": [SYSTEM_GROUP], "lock_passwd": True, "no_create_home": True})
+    return {
+        "hostname": host.name,
+        "fqdn": names.fqdn(cfg, host.name),
+        "prefer_fqdn_over_hostname": False,
+        "timezone": "Australia/Brisbane",
+        "package_update": True,
+        "package_upgrade": True,
+        "groups": [SYSTEM_GROUP],
+        "users": users,
+        "ssh_authorized_keys": list(cfg.admin.ssh_public_keys),
+        "ssh_pwauth": False,
+        "disable_root": True,
+        "packages": packages,
+        "write_files": write_files,
+        "runcmd": runcmd,
+        "final_message": f"nina {cfg.environment} {host.name} ({', '.join(host.roles)}) bootstrapped after $UPTIME s",
+    }
+
+
+def _write_file(f: RenderedFile) -> dict[str, Any]:
+    # Deferred: written in the final stage, after packages are installed and the service users exist, so a
+    # package never overwrites our file and ownership by a service user resolves.
+    return {"path": f.path, "content": f.content, "owner": f.owner, "permissions": f.mode, "defer": True}
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    # Multi-line file contents as literal blocks: the user-data stays readable in review.
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def cloud_config_text(cfg: StackConfig, host: Host) -> str:
+    body = yaml.dump(cloud_config(cfg, host), Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=False)
+    return "#cloud-config\n" + body
+
+
+def user_data(cfg: StackConfig, host: Host) -> str:
+    """What the instance receives: the cloud-config itself, or base64(gzip) when it would not fit the budget.
+
+    cloud-init recognises gzip'd user-data; the provider passes an already-base64 string through unchanged.
+    gzip's mtime is fixed so the same config always gives the same bytes (a changed user-data replaces the VM).
+    """
+    text = cloud_config_text(cfg, host)
+    if len(text.encode()) <= SIZE_LIMIT:
+        return text
+    packed = gzip.compress(text.encode(), compresslevel=9, mtime=0)
+    return base64.b64encode(packed).decode()
+
+
+def decode_user_data(data: str) -> str:
+    """Inverse of `user_data`, for tests and `nina preview --out`."""
+    if data.startswith("#cloud-config"):
+        return data
+    return gzip.decompress(base64.b64decode(data)).decode()

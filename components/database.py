@@ -1,0 +1,45 @@
+"""Managed PostgreSQL on Nectar's Database service (Trove), as §4.1.2.8 asks, not a hand-built VM.
+
+Databases follow §4.3.1 (keycloakdb_server, grafanadb_server). Each service gets its own owner role with a
+generated password (a Pulumi secret); Keycloak and Grafana receive theirs over SSH, never in user-data.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_openstack as openstack
+import pulumi_random as random
+
+from components.network import Network
+from nina.config import StackConfig
+
+# database -> owner role (§4.1.2.8: the keycloak role owns keycloakdb_server)
+OWNERS = {"keycloakdb_server": "keycloak", "grafanadb_server": "grafana"}
+
+
+class Database(pulumi.ComponentResource):
+    passwords: dict[str, pulumi.Output[str]]
+
+    def __init__(self, name: str, cfg: StackConfig, network: Network, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("nina:database:Postgres", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.passwords = {}
+        users = []
+        for db in cfg.database.databases:
+            owner = OWNERS[db]
+            password = random.RandomPassword(f"{name}-{owner}", length=32, special=False, opts=child)
+            self.passwords[owner] = pulumi.Output.secret(password.result)
+            users.append(openstack.database.InstanceUserArgs(name=owner, password=self.passwords[owner], databases=[db]))
+        self.instance = openstack.database.Instance(
+            name,
+            name=f"nina-{cfg.environment}-postgres",
+            flavor_id=cfg.database.flavor,
+            size=cfg.database.size_gb,
+            datastore=openstack.database.InstanceDatastoreArgs(type="postgresql", version=cfg.database.datastore_version),
+            networks=[openstack.database.InstanceNetworkArgs(uuid=network.networks["internal"].id)],
+            databases=[openstack.database.InstanceDatabaseArgs(name=db, charset="UTF8", collate="en_AU.UTF-8") for db in cfg.database.databases],
+            users=users,
+            opts=pulumi.ResourceOptions(parent=self, protect=True, additional_secret_outputs=["users"]),
+        )
+        self.address = self.instance.addresses.apply(lambda a: a[0] if a else "")
+        self.register_outputs({"address": self.address})

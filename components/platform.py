@@ -1,0 +1,40 @@
+"""The whole NINA stack for one environment: network, security groups, managed Postgres, and one Host per VM."""
+
+from __future__ import annotations
+
+import pulumi
+
+from cloudinit.render import user_data
+from components.database import Database
+from components.host import Host
+from components.network import Network
+from components.security import SecurityGroups
+from nina import names
+from nina.config import StackConfig
+
+
+class Platform(pulumi.ComponentResource):
+    def __init__(self, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        name = f"nina-{cfg.environment}"
+        super().__init__("nina:platform:Platform", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.network = Network("net", cfg, child)
+        self.security = SecurityGroups("sg", cfg, child)
+        self.database = Database("postgres", cfg, self.network, child)
+        self.hosts = {
+            h.name: Host(cfg, h, self.network, self.security, user_data(cfg, h), child) for h in cfg.hosts.values()
+        }
+        self.outputs = {
+            "environment": cfg.environment,
+            "hosts": {
+                n: {"private_ip": h.private_ip, "public_ip": h.public_ip, "roles": list(cfg.hosts[n].roles)}
+                for n, h in self.hosts.items()
+            },
+            "jump_host": self.hosts[cfg.admin.jump_host].public_ip,
+            "public_urls": {
+                svc: f"https://{svc}.{cfg.dns.public_domain}/" for svc in ("keycloak", "flhub", "grafana")
+            },
+            "internal_names": {n: [names.fqdn(cfg, a) for a in names.aliases(cfg, h)] for n, h in cfg.hosts.items()},
+            "postgres_address": self.database.address,
+        }
+        self.register_outputs(self.outputs)

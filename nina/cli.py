@@ -1,0 +1,106 @@
+"""`nina`: the offline companion of `pulumi` for this project.
+
+    nina preview --stack test [--json] [--show-secrets] [--materialize] [--out DIR]
+
+runs the real `__main__.py` with `Pulumi.<stack>.yaml` under Pulumi mocks and prints the resources it would
+create. Exit codes: 0 ok, 2 bad stack configuration (one line per problem), 3 no such stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nina.config import ConfigError
+from nina.evaluate import Evaluation, StackNotFound, evaluate, project_root
+from nina.mocks import mask
+
+INSTANCE = "openstack:compute/instance:Instance"
+
+
+def _tree(ev: Evaluation) -> str:
+    depth: dict[str, int] = {"": 0}
+    lines = [f"Stack {ev.stack}: {len(ev.resources)} resources (offline preview under mocks; nothing was created)", ""]
+    for r in ev.resources:
+        key = f"{r.type}::{r.name}"
+        depth[key] = depth.get(r.parent, 0) + 1
+        lines.append(f"{'  ' * (depth[key] - 1)}+ {r.type}  {r.name}")
+    lines += ["", "Outputs:"]
+    lines += _outputs(mask(ev.outputs), 1)
+    return "\n".join(lines) + "\n"
+
+
+def _outputs(value: Any, indent: int) -> list[str]:
+    pad = "  " * indent
+    if isinstance(value, dict):
+        out = []
+        for k in sorted(value):
+            v = value[k]
+            if isinstance(v, (dict, list)):
+                out.append(f"{pad}{k}:")
+                out += _outputs(v, indent + 1)
+            else:
+                out.append(f"{pad}{k}: {v}")
+        return out
+    if isinstance(value, list):
+        return [f"{pad}- {json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v}" for v in value]
+    return [f"{pad}{value}"]
+
+
+def write_host_files(ev: Evaluation, out: Path) -> list[Path]:
+    """DIR/hosts/<host>/user-data exactly as the instance receives it, and the decoded cloud-config beside it."""
+    from cloudinit.render import decode_user_data
+
+    written = []
+    for r in ev.by_type(INSTANCE):
+        host_dir = out / "hosts" / r.name
+        host_dir.mkdir(parents=True, exist_ok=True)
+        data = mask(r.inputs.get("userData", ""))
+        (host_dir / "user-data").write_text(data)
+        (host_dir / "cloud-config.yaml").write_text(decode_user_data(data))
+        written.append(host_dir / "user-data")
+    return written
+
+
+def preview(args: argparse.Namespace) -> int:
+    try:
+        root = project_root(Path(args.cwd) if args.cwd else None)
+        ev = evaluate(args.stack, root, materialize=args.materialize)
+    except StackNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except ConfigError as exc:
+        print(f"error: Pulumi.{args.stack}.yaml is invalid; no resource was registered:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    if args.out:
+        write_host_files(ev, Path(args.out))
+    if args.json:
+        sys.stdout.write(json.dumps(ev.as_json(args.show_secrets), indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(_tree(ev))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nina", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("preview", help="evaluate a stack offline and print what it would create")
+    p.add_argument("--stack", required=True, help="reads Pulumi.<stack>.yaml from the project root")
+    p.add_argument("--json", action="store_true", help="machine-readable: stack, resources, outputs")
+    p.add_argument("--show-secrets", action="store_true", help="print secret values instead of [secret]")
+    p.add_argument("--materialize", action="store_true", help="real keys and certificates (not deterministic)")
+    p.add_argument("--out", help="write each host's exact user-data to DIR/hosts/<host>/user-data")
+    p.add_argument("--cwd", help="project directory (default: the current one or a parent)")
+    p.set_defaults(func=preview)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

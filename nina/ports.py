@@ -1,0 +1,84 @@
+"""The port table: the single source of truth for who may reach which port (manual §3.3.1).
+
+Updated to the Flower release we pin (shared/FLOWER.md): the SuperLink serves the Fleet API and the Control API on
+one HTTPS port, so the manual's 9091/9092/9093 rows become one row. We keep 9092, the port the manual tells hospitals
+to open outbound for their SuperNodes, so no hospital firewall changes.
+
+Security groups are generated from this table and the tests read the same table. A source is either a role (the
+rule references that role's security group, never a CIDR), PUBLIC (the internet), ADMIN (the operators' SSH CIDRs),
+BASTION (the jump host pulumi-command connects through) or nothing at all: LOOPBACK rows document a listener that
+stays on 127.0.0.1 and open no rule, but still count for port-collision checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PUBLIC = "@public"
+ADMIN = "@admin"
+BASTION = "@bastion"
+EVERY_HOST = "*"  # the row applies to every host (the base security group)
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    role: str  # role whose hosts listen; EVERY_HOST for the base group
+    protocol: str  # "tcp" | "udp"
+    port: int
+    port_max: int  # == port unless a range
+    sources: tuple[str, ...]  # roles or PUBLIC/ADMIN/BASTION; empty = loopback only
+    manual: str  # the §3.3.1 row it comes from, or why it differs
+
+    @property
+    def loopback_only(self) -> bool:
+        return not self.sources
+
+    def covers(self, protocol: str, port: int) -> bool:
+        return self.protocol == protocol and self.port <= port <= self.port_max
+
+
+def _p(name: str, role: str, protocol: str, port: int | tuple[int, int], sources: tuple[str, ...], manual: str) -> Port:
+    low, high = port if isinstance(port, tuple) else (port, port)
+    return Port(name, role, protocol, low, high, sources, manual)
+
+
+SUPERLINK_PORT = 9092
+SUPERNODE_PORTS = (9094, 9099)
+NODE_EXPORTER_PORT = 9900
+
+PORTS: tuple[Port, ...] = (
+    _p("ssh", EVERY_HOST, "tcp", 22, (ADMIN, BASTION), "Global SSH 22; only from operators and the jump host"),
+    _p("node-exporter", EVERY_HOST, "tcp", NODE_EXPORTER_PORT, ("monitoring",), "Prometheus Node Exporter 9900"),
+    _p("https", "ingress", "tcp", 443, (PUBLIC,), "ReverseProxy nginx 443"),
+    _p("openvpn-udp", "vpn", "udp", 1194, (PUBLIC,), "Nectar.VPN OpenVPN 1194/udp"),
+    _p("openvpn-tcp", "vpn", "tcp", 443, (PUBLIC,), "Nectar.VPN OpenVPN 443/tcp fallback"),
+    _p("jupyterhub", "notebook", "tcp", 8000, ("ingress",), "JupyterHub; 8000 (§4.1.2.13 bind_url) so it can share a host with nginx"),
+    _p("keycloak", "iam", "tcp", 8443, ("ingress", "notebook", "monitoring"), "IAM Keycloak 8443"),
+    _p(
+        "superlink",
+        "superlink",
+        "tcp",
+        SUPERLINK_PORT,
+        ("supernode", "vpn", "notebook"),
+        "Flower SuperLink Fleet + Control API (flwr 1.41: one HTTPS port, was 9091-9093)",
+    ),
+    _p("supernode-clientappio", "supernode", "tcp", SUPERNODE_PORTS, (), "SuperNode ClientAppIO 9094-9099; loopback in flwr 1.41"),
+    _p("grafana", "monitoring", "tcp", 3000, ("ingress",), "Monitoring Grafana 3000"),
+    _p("prometheus", "monitoring", "tcp", 9090, (), "Prometheus 9090; read by Grafana on the same host"),
+    _p("alertmanager", "monitoring", "tcp", 9093, (), "Prometheus 9093 (Alertmanager); same host only"),
+    _p("dcgm-exporter", "gpu", "tcp", 9400, ("monitoring",), "DCGM exporter 9400 (§5.1.1)"),
+)
+
+# Managed PostgreSQL (Trove, §4.1.2.8) is not a host role: Trove owns its instance's security group, so the stack
+# cannot attach ours. It sits on the internal segment and only keycloak and grafana hold credentials.
+POSTGRES_PORT = 5432
+
+
+def ports_for_role(role: str) -> tuple[Port, ...]:
+    return tuple(p for p in PORTS if p.role == role)
+
+
+def listeners(roles: tuple[str, ...]) -> tuple[Port, ...]:
+    """Every port a host with these roles listens on (base rows included)."""
+    return tuple(p for p in PORTS if p.role == EVERY_HOST or p.role in roles)
