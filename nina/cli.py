@@ -77,6 +77,8 @@ def preview(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    for warning in ev.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.out:
         write_host_files(ev, Path(args.out))
     if args.json:

@@ -109,6 +109,7 @@ class Organisation:
     display_name: str
     hosting: str  # "nectar" | "on_premises"
     segment: str | None  # Nectar-hosted organisations live in their own segment (§2.1 cloud-only topology)
+    vpn_csr: str | None = None  # the site's own CSR for its VPN certificate (its private key stays at the site)
 
 
 @dataclass(frozen=True)
@@ -447,18 +448,35 @@ def _check_port_collisions(r: _Reader, path: str, roles: tuple[str, ...]) -> Non
             taken.setdefault(key, port.name)
 
 
+def _check_csr(r: _Reader, csr: Any, path: str) -> None:
+    from cryptography import x509
+
+    try:
+        request = x509.load_pem_x509_csr(str(csr).encode())
+    except ValueError as exc:
+        r.problem(path, f"is not a PEM certificate signing request ({exc})")
+        return
+    if not request.is_signature_valid:
+        r.problem(path, "the CSR's signature does not verify")
+
+
 def _parse_organisations(r: _Reader, raw: Any) -> dict[str, Organisation]:
     p = "nina:organisations"
     orgs: dict[str, Organisation] = {}
     for name, path, body in r.each(r.mapping(raw, p), p):
-        d = r.mapping(body, path, ("display_name", "hosting", "segment"))
+        d = r.mapping(body, path, ("display_name", "hosting", "segment", "vpn_csr"))
         hosting = r.choice(d, "hosting", path, HOSTINGS)
         segment = d.get("segment")
         if hosting == "nectar" and not segment:
             r.problem(f"{path}.segment", "is required for a Nectar-hosted organisation (its own network segment)")
         if hosting == "on_premises" and segment:
             r.problem(f"{path}.segment", "an on-premises organisation has no Nectar segment (it connects over the VPN)")
-        orgs[name] = Organisation(name, r.string(d, "display_name", path, name), hosting, segment or None)
+        csr = d.get("vpn_csr")
+        if csr is not None:
+            _check_csr(r, csr, f"{path}.vpn_csr")
+            if hosting != "on_premises":
+                r.problem(f"{path}.vpn_csr", "only an on-premises organisation connects over the VPN")
+        orgs[name] = Organisation(name, r.string(d, "display_name", path, name), hosting, segment or None, csr or None)
     return orgs
 
 
@@ -667,8 +685,11 @@ def _check_cross(
 
 
 KNOWN_KEYS = ("environment", "cloud", "admin", "dns", "network", "hosts", "organisations", "federations", "database")
-# Secrets the program reads (set with `pulumi config set --secret`); absent ones are generated.
-SECRET_KEYS: tuple[str, ...] = ()
+# Secrets the program reads (`pulumi config set --secret nina:<key>`). Required ones must be set before
+# `pulumi up`; optional ones are generated (random) when absent.
+REQUIRED_SECRETS: tuple[str, ...] = ("ssh_private_key",)  # the operators' key pulumi-command connects with
+OPTIONAL_SECRETS: tuple[str, ...] = ("keycloak_admin_password", "grafana_admin_password")
+SECRET_KEYS: tuple[str, ...] = REQUIRED_SECRETS + OPTIONAL_SECRETS
 
 
 def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) -> StackConfig:
@@ -693,6 +714,11 @@ def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) ->
     federations = _parse_federations(r, _decode(raw, "federations"), hosts, orgs)
     database = _parse_database(r, _decode(raw, "database"))
     _check_cross(r, hosts, admin, orgs, network, federations)
+    if r.problems:
+        raise ConfigError(r.problems)
+    for key in REQUIRED_SECRETS:
+        if f"{NAMESPACE}:{key}" not in raw:
+            r.problem(f"{NAMESPACE}:{key}", f"is required: pulumi config set --secret {NAMESPACE}:{key} ...")
     if r.problems:
         raise ConfigError(r.problems)
     present = tuple(k for k in secret_keys if f"{NAMESPACE}:{k}" in raw)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import runpy
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
+from nina.config import NAMESPACE, REQUIRED_SECRETS
 from nina.mocks import NinaMocks, RecordingMonitor, Registration, mask
 
 PROJECT = "nina-fl"
@@ -39,8 +41,12 @@ def project_root(start: Path | None = None) -> Path:
     raise StackNotFound(f"no Pulumi.yaml in {here} or its parents")
 
 
-def stack_config(root: Path, stack: str) -> tuple[dict[str, str], list[str]]:
-    """Pulumi.<stack>.yaml as Pulumi passes it to a program: {key: string}, plus the secret keys."""
+def stack_config(root: Path, stack: str) -> tuple[dict[str, str], list[str], list[str]]:
+    """Pulumi.<stack>.yaml as Pulumi passes it to a program: {key: string}, the secret keys, and warnings.
+
+    Required secrets that the stack file does not hold yet (a fresh checkout never has the operators' SSH key) are
+    stood in by a placeholder so the preview still shows the plan; `pulumi up` itself refuses without them.
+    """
     path = root / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
@@ -56,7 +62,14 @@ def stack_config(root: Path, stack: str) -> tuple[dict[str, str], list[str]]:
             config[key] = value
         else:
             config[key] = json.dumps(value)
-    return config, secret_keys
+    warnings = []
+    for name in REQUIRED_SECRETS:
+        key = f"{NAMESPACE}:{name}"
+        if key not in config:
+            config[key] = f"[secret {key} not set]"
+            secret_keys.append(key)
+            warnings.append(f"{key} is not set in {path.name}; previewing with a placeholder. Before `pulumi up`: pulumi config set --secret {key} < key-file")
+    return config, secret_keys, warnings
 
 
 @dataclass
@@ -64,6 +77,7 @@ class Evaluation:
     stack: str
     resources: list[Registration]  # depth-first, children sorted by (type, name): stable across runs
     outputs: dict[str, Any]  # secrets still wrapped; use nina.mocks.mask
+    warnings: list[str] = field(default_factory=list)  # what `pulumi preview` would print as warnings
 
     def by_type(self, type_token: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_token]
@@ -104,15 +118,31 @@ def _ordered(registrations: list[Registration]) -> list[Registration]:
     return out
 
 
+class _CollectingHandler(logging.Handler):
+    """Collects what the program logs with pulumi.log.warn (the engine would print it in `pulumi preview`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.warnings: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.warnings.append(record.getMessage())
+
+
 def evaluate(stack: str, root: Path | None = None, materialize: bool = False, config: dict[str, str] | None = None) -> Evaluation:
     """Run the program for `stack`. Raises nina.config.ConfigError on bad configuration (nothing registered)."""
     root = root or project_root()
     secret_keys: list[str] = []
+    warnings: list[str] = []
     if config is None:
-        config, secret_keys = stack_config(root, stack)
+        config, secret_keys, warnings = stack_config(root, stack)
     mocks = NinaMocks(materialize=materialize)
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    logged = _CollectingHandler()
+    logger = logging.getLogger("nina.preview")
+    logger.propagate = False
+    logger.addHandler(logged)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor, logger=logger)
     pulumi.runtime.set_all_config(config, secret_keys)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
@@ -124,4 +154,4 @@ def evaluate(stack: str, root: Path | None = None, materialize: bool = False, co
     if root_resource is not None:
         serialized = _sync_await(rpc.serialize_properties(getattr(root_resource, "outputs", {}), {}))
         outputs = rpc.deserialize_properties(serialized)
-    return Evaluation(stack, _ordered(list(monitor.registrations.values())), outputs)
+    return Evaluation(stack, _ordered(list(monitor.registrations.values())), outputs, warnings + sorted(set(logged.warnings)))

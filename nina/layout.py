@@ -1,0 +1,56 @@
+"""Where delivered material lands on each host (manual §4.1.1), shared by the templates and the SSH delivery.
+
+Secrets and anything that changes in operation never travel in user-data: after cloud-init finishes, a
+pulumi-command step (components/delivery.py) installs these files with the owner and mode given here and restarts
+only the units that read them. Services whose files are missing are skipped by systemd (ConditionPathExists), not
+crash-looped, until the delivery has run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CA_TRUST_PATH = "/usr/local/share/ca-certificates/nina-local-ca.crt"  # update-ca-certificates picks it up
+CA_PEM = "/etc/ssl/certs/nina-local-ca.pem"  # the same CA, at a fixed absolute path for flwr and nginx
+HOSTS_BLOCK = "/etc/nina/hosts"  # merged into /etc/hosts between markers by the delivery script
+SECRETS_DIR = "/etc/nina/secrets"  # root:fl_system 0750; one env file per service
+
+
+@dataclass(frozen=True)
+class TlsPaths:
+    cert: str
+    key: str
+    owner: str  # user:group
+    units: tuple[str, ...]  # restarted when the material changes
+
+
+# role -> where its server certificate and key go (§4.1.2.9, §4.1.2.16.1, §4.1.2.4, Grafana §5.2)
+SERVER_TLS: dict[str, TlsPaths] = {
+    "superlink": TlsPaths(
+        "/etc/flwr/superlink/certs/server.pem", "/etc/flwr/superlink/certs/server.key", "superlink:fl_system", ("superlink.service",)
+    ),
+    "iam": TlsPaths("/opt/keycloak/conf/certs/server.pem", "/opt/keycloak/conf/certs/serverkey.pem", "keycloak:fl_system", ("keycloak.service",)),
+    "notebook": TlsPaths("/etc/jupyterhub/certs/server.pem", "/etc/jupyterhub/certs/server.key", "jupyterhub:fl_system", ("jupyterhub.service",)),
+    "monitoring": TlsPaths("/etc/grafana/certs/server.pem", "/etc/grafana/certs/server.key", "root:grafana", ("grafana-server.service",)),
+    "ingress": TlsPaths("/etc/nginx/certs/internal.pem", "/etc/nginx/certs/internal.key", "root:www-data", ("nginx.service",)),
+    "vpn": TlsPaths("/etc/openvpn/server/server.crt", "/etc/openvpn/server/server.key", "root:root", ("openvpn-server@server.service",)),
+}
+
+# service -> env file with its passwords/tokens (KEY=value lines), read by its unit's EnvironmentFile=
+SERVICE_ENV = {
+    "keycloak": f"{SECRETS_DIR}/keycloak.env",  # KC_DB_PASSWORD, KC_BOOTSTRAP_ADMIN_PASSWORD
+    "jupyterhub": f"{SECRETS_DIR}/jupyterhub.env",  # OAUTH_CLIENT_SECRET, JUPYTERHUB_CRYPT_KEY, CONFIGPROXY_AUTH_TOKEN
+    "grafana": f"{SECRETS_DIR}/grafana.env",  # GF_DATABASE_PASSWORD, GF_SECURITY_ADMIN_PASSWORD, GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET
+}
+
+OPENVPN_TLS_CRYPT = "/etc/openvpn/server/tls-crypt.key"
+SUPERLINK_SUPEREXEC_SECRET = "/etc/flwr/superlink/certs/superexec.secret"
+
+
+def supernode_dir(name: str) -> str:
+    """Each SuperNode on a host has its own config dir (several may share a host, §4.1.3.3.1)."""
+    return f"/etc/flwr/supernode/{name}"
+
+
+def supernode_key(name: str) -> str:
+    return f"{supernode_dir(name)}/certs/client_credentials"
