@@ -36,12 +36,36 @@ SERVER_TLS: dict[str, TlsPaths] = {
     "vpn": TlsPaths("/etc/openvpn/server/server.crt", "/etc/openvpn/server/server.key", "root:root", ("openvpn-server@server.service",)),
 }
 
-# service -> env file with its passwords/tokens (KEY=value lines), read by its unit's EnvironmentFile=
+# service -> env file with its passwords/tokens (KEY=value lines, root:fl_system 0640 or owned by the service user),
+# read by its unit's EnvironmentFile=. The variables each file holds are the contract between templates and delivery.
 SERVICE_ENV = {
-    "keycloak": f"{SECRETS_DIR}/keycloak.env",  # KC_DB_PASSWORD, KC_BOOTSTRAP_ADMIN_PASSWORD
-    "jupyterhub": f"{SECRETS_DIR}/jupyterhub.env",  # OAUTH_CLIENT_SECRET, JUPYTERHUB_CRYPT_KEY, CONFIGPROXY_AUTH_TOKEN
-    "grafana": f"{SECRETS_DIR}/grafana.env",  # GF_DATABASE_PASSWORD, GF_SECURITY_ADMIN_PASSWORD, GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET
+    "keycloak": f"{SECRETS_DIR}/keycloak.env",
+    "jupyterhub": f"{SECRETS_DIR}/jupyterhub.env",
+    "grafana": f"{SECRETS_DIR}/grafana.env",
 }
+SERVICE_ENV_VARS: dict[str, tuple[str, ...]] = {
+    # Keycloak reads KC_* itself; the realm import file refers to the NINA_* ones as ${NINA_...} placeholders.
+    "keycloak": (
+        "KC_DB_URL",
+        "KC_DB_USERNAME",
+        "KC_DB_PASSWORD",
+        "KC_BOOTSTRAP_ADMIN_USERNAME",
+        "KC_BOOTSTRAP_ADMIN_PASSWORD",
+        "NINA_JUPYTERHUB_CLIENT_SECRET",
+        "NINA_GRAFANA_CLIENT_SECRET",
+    ),
+    # GenericOAuthenticator reads OAUTH_CLIENT_SECRET; JupyterHub reads JUPYTERHUB_CRYPT_KEY and CONFIGPROXY_AUTH_TOKEN.
+    "jupyterhub": ("OAUTH_CLIENT_SECRET", "JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN"),
+    # Grafana maps GF_<SECTION>_<KEY> onto grafana.ini.
+    "grafana": (
+        "GF_DATABASE_HOST",
+        "GF_DATABASE_PASSWORD",
+        "GF_SECURITY_ADMIN_PASSWORD",
+        "GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET",
+    ),
+}
+# Prometheus scrape targets change in operation (hosts, SuperNodes come and go): file_sd files delivered over SSH.
+PROMETHEUS_TARGETS_DIR = "/etc/prometheus/targets"
 
 OPENVPN_TLS_CRYPT = "/etc/openvpn/server/tls-crypt.key"
 SUPERLINK_SUPEREXEC_SECRET = "/etc/flwr/superlink/certs/superexec.secret"
