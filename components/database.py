@@ -12,6 +12,7 @@ import pulumi_random as random
 
 from components.network import Network
 from nina.config import StackConfig
+from nina.ports import POSTGRES_PORT
 
 # database -> owner role (§4.1.2.8: the keycloak role owns keycloakdb_server)
 OWNERS = {"keycloakdb_server": "keycloak", "grafanadb_server": "grafana"}
@@ -41,5 +42,6 @@ class Database(pulumi.ComponentResource):
             users=users,
             opts=pulumi.ResourceOptions(parent=self, protect=True, additional_secret_outputs=["users"]),
         )
+        self.port = POSTGRES_PORT
         self.address = self.instance.addresses.apply(lambda a: a[0] if a else "")
         self.register_outputs({"address": self.address})

@@ -1,4 +1,5 @@
-"""The whole NINA stack for one environment: network, security groups, managed Postgres, and one Host per VM."""
+"""The whole NINA stack for one environment: network, security groups, managed Postgres, the PKI and service
+secrets, one Host per VM, and the SSH delivery that hands each host its secret material after boot."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import pulumi
 
 from cloudinit.render import user_data
 from components.database import Database
+from components.deliverables import Sources
+from components.delivery import Delivery
 from components.host import Host
 from components.network import Network
+from components.pki import Pki
+from components.secrets import Secrets
 from components.security import SecurityGroups
 from nina import names
 from nina.config import StackConfig
@@ -21,9 +26,12 @@ class Platform(pulumi.ComponentResource):
         self.network = Network("net", cfg, child)
         self.security = SecurityGroups("sg", cfg, child)
         self.database = Database("postgres", cfg, self.network, child)
+        self.pki = Pki("pki", cfg, child)
+        self.secrets = Secrets("secrets", cfg, child)
         self.hosts = {
             h.name: Host(cfg, h, self.network, self.security, user_data(cfg, h), child) for h in cfg.hosts.values()
         }
+        self.delivery = Delivery("delivery", Sources(cfg, self.pki, self.secrets, self.database), self.hosts, child)
         self.outputs = {
             "environment": cfg.environment,
             "hosts": {
@@ -36,5 +44,15 @@ class Platform(pulumi.ComponentResource):
             },
             "internal_names": {n: [names.fqdn(cfg, a) for a in names.aliases(cfg, h)] for n, h in cfg.hosts.items()},
             "postgres_address": self.database.address,
+            # Distribute to anyone who must trust NINA's internal endpoints (researchers' flwr, hospital sites).
+            "ca_cert_pem": self.pki.ca_cert_pem,
+            # Monitoring alerts on these; the preview warns within pki_spec.EXPIRY_WARNING_DAYS.
+            "certificate_expiry": self.pki.expiry,
+            "supernode_public_keys": {
+                fed: {sn: key.public_key_openssh for (f, sn), key in self.pki.supernode_keys.items() if f == fed}
+                for fed in cfg.federations
+            },
+            "keycloak_admin_password": self.secrets["keycloak-admin"],
+            "grafana_admin_password": self.secrets["grafana-admin"],
         }
         self.register_outputs(self.outputs)

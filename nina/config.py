@@ -448,8 +448,9 @@ def _check_port_collisions(r: _Reader, path: str, roles: tuple[str, ...]) -> Non
             taken.setdefault(key, port.name)
 
 
-def _check_csr(r: _Reader, csr: Any, path: str) -> None:
+def _check_csr(r: _Reader, csr: Any, path: str, org: str) -> None:
     from cryptography import x509
+    from cryptography.x509.oid import NameOID
 
     try:
         request = x509.load_pem_x509_csr(str(csr).encode())
@@ -458,6 +459,10 @@ def _check_csr(r: _Reader, csr: Any, path: str) -> None:
         return
     if not request.is_signature_valid:
         r.problem(path, "the CSR's signature does not verify")
+    common_names = [a.value for a in request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if common_names != [org]:
+        # The OpenVPN server gives each organisation its fixed address by certificate CN.
+        r.problem(path, f"the CSR's common name must be the organisation's name {org!r}, got {common_names or 'none'}")
 
 
 def _parse_organisations(r: _Reader, raw: Any) -> dict[str, Organisation]:
@@ -473,7 +478,7 @@ def _parse_organisations(r: _Reader, raw: Any) -> dict[str, Organisation]:
             r.problem(f"{path}.segment", "an on-premises organisation has no Nectar segment (it connects over the VPN)")
         csr = d.get("vpn_csr")
         if csr is not None:
-            _check_csr(r, csr, f"{path}.vpn_csr")
+            _check_csr(r, csr, f"{path}.vpn_csr", name)
             if hosting != "on_premises":
                 r.problem(f"{path}.vpn_csr", "only an on-premises organisation connects over the VPN")
         orgs[name] = Organisation(name, r.string(d, "display_name", path, name), hosting, segment or None, csr or None)

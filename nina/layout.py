@@ -71,6 +71,16 @@ OPENVPN_TLS_CRYPT = "/etc/openvpn/server/tls-crypt.key"
 SUPERLINK_SUPEREXEC_SECRET = "/etc/flwr/superlink/certs/superexec.secret"
 
 
+SUPERLINK_UNITS = ("superlink.service",)
+SUPEREXEC_UNIT = "superlink-superexec.service"  # isolation=process: the SuperExec beside the SuperLink
+DELIVER_COMMAND = "/usr/local/sbin/nina-deliver"  # nina/deliver.py, installed by the base fragment
+
+
+def supernode_unit(name: str) -> str:
+    """One systemd instance per SuperNode on a host (supernode@.service)."""
+    return f"supernode@{name}.service"
+
+
 def supernode_dir(name: str) -> str:
     """Each SuperNode on a host has its own config dir (several may share a host, §4.1.3.3.1)."""
     return f"/etc/flwr/supernode/{name}"

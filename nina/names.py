@@ -20,6 +20,17 @@ def vpn_alias(fed: Federation) -> str:
     return f"vpn-{fed.name}"
 
 
+def role_aliases(cfg: StackConfig, host: Host, role: str) -> list[str]:
+    """Short names clients use for one role on a host: the service alias first (the certificate's CN), then the host."""
+    names = [SERVICE_ALIASES[role]] if role in SERVICE_ALIASES else []
+    for fed in cfg.federations.values():
+        if role == "superlink" and fed.superlink_host == host.name:
+            names.append(superlink_alias(fed))
+        if role == "vpn" and fed.vpn_host == host.name:
+            names.append(vpn_alias(fed))
+    return names + [host.name]
+
+
 def aliases(cfg: StackConfig, host: Host) -> list[str]:
     """Short names (without the internal domain) a host answers to."""
     names = [host.name]

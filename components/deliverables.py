@@ -1,0 +1,153 @@
+"""What each host receives over SSH after boot: the material that is secret or changes in operation.
+
+One function per kind of material, each returning `Deliverable`s for a host; `for_host` concatenates them. The
+paths, owners and units come from nina.layout, which the cloud-init templates read too. Nothing here goes into
+user-data: components/delivery.py hands the list to /usr/local/sbin/nina-deliver on the host as a secret payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pulumi
+
+from components.database import Database
+from components.pki import Pki
+from components.secrets import Secrets
+from nina import layout, names
+from nina.config import Host, StackConfig
+from nina.roles import SYSTEM_GROUP
+
+
+@dataclass(frozen=True)
+class Deliverable:
+    path: str
+    content: pulumi.Input[str]
+    owner: str  # user:group
+    mode: str  # octal string
+    units: tuple[str, ...] = ()  # restarted when this file changes ("reload:<unit>" to reload)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Everything deliverables are made from."""
+
+    cfg: StackConfig
+    pki: Pki
+    secrets: Secrets
+    database: Database
+
+
+def _key_mode(owner: str) -> str:
+    # A key owned by its service user is private to it; a root-owned key is shared with the service's group.
+    return "0640" if owner.startswith("root:") else "0600"
+
+
+def trust(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """The local CA for the system trust store (update-ca-certificates also links it at layout.CA_PEM)."""
+    units = tuple(u for role in host.roles if role in layout.SERVER_TLS for u in layout.SERVER_TLS[role].units)
+    yield Deliverable(layout.CA_TRUST_PATH, src.pki.ca_cert_pem, "root:root", "0644", units)
+
+
+def server_tls(src: Sources, host: Host) -> Iterable[Deliverable]:
+    for role in host.roles:
+        issued = src.pki.servers.get((host.name, role))
+        if issued is None or issued.key_pem is None:
+            continue
+        paths = layout.SERVER_TLS[role]
+        yield Deliverable(paths.cert, issued.cert_pem, paths.owner, "0644", paths.units)
+        yield Deliverable(paths.key, issued.key_pem, paths.owner, _key_mode(paths.owner), paths.units)
+
+
+def _env_file(values: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+    keys = sorted(values)
+    return pulumi.Output.all(*(values[k] for k in keys)).apply(
+        lambda vs: "".join(f"{k}={v}\n" for k, v in zip(keys, vs))
+    )
+
+
+def service_env(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Passwords and tokens as EnvironmentFile= files (read by systemd as root, so root-only)."""
+    db, s, cfg = src.database, src.secrets, src.cfg
+    env: dict[str, tuple[dict[str, pulumi.Input[str]], str]] = {}
+    if host.has("iam"):
+        env["keycloak"] = (
+            {
+                "KC_DB_URL": db.address.apply(lambda a: f"jdbc:postgresql://{a}:{db.port}/keycloakdb_server"),
+                "KC_DB_USERNAME": "keycloak",
+                "KC_DB_PASSWORD": db.passwords["keycloak"],
+                "KC_BOOTSTRAP_ADMIN_USERNAME": "admin",
+                "KC_BOOTSTRAP_ADMIN_PASSWORD": s["keycloak-admin"],
+                "NINA_JUPYTERHUB_CLIENT_SECRET": s["jupyterhub-oidc-client"],
+                "NINA_GRAFANA_CLIENT_SECRET": s["grafana-oidc-client"],
+            },
+            "keycloak.service",
+        )
+    if host.has("notebook"):
+        env["jupyterhub"] = (
+            {
+                "OAUTH_CLIENT_SECRET": s["jupyterhub-oidc-client"],
+                "JUPYTERHUB_CRYPT_KEY": s["jupyterhub-crypt-key"],
+                "CONFIGPROXY_AUTH_TOKEN": s["configproxy-auth-token"],
+            },
+            "jupyterhub.service",
+        )
+    if host.has("monitoring"):
+        env["grafana"] = (
+            {
+                "GF_DATABASE_HOST": db.address.apply(lambda a: f"{a}:{db.port}"),
+                "GF_DATABASE_PASSWORD": db.passwords["grafana"],
+                "GF_SECURITY_ADMIN_PASSWORD": s["grafana-admin"],
+                "GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET": s["grafana-oidc-client"],
+            },
+            "grafana-server.service",
+        )
+    for service, (values, unit) in env.items():
+        assert set(values) == set(layout.SERVICE_ENV_VARS[service]), f"{service}: env file drifted from layout"
+        yield Deliverable(layout.SERVICE_ENV[service], pulumi.Output.secret(_env_file(values)), "root:root", "0600", (unit,))
+
+
+def flower(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Generated SuperNode auth keys on the Nectar host that runs them; the SuperExec secret beside a SuperLink."""
+    for fed, sn in src.cfg.supernodes_on(host.name):
+        key = src.pki.supernode_keys.get((fed.name, sn.name))
+        if key is not None:
+            owner = f"supernode:{SYSTEM_GROUP}"
+            unit = (layout.supernode_unit(sn.name),)
+            yield Deliverable(layout.supernode_key(sn.name), pulumi.Output.secret(key.private_key_openssh), owner, "0600", unit)
+            yield Deliverable(layout.supernode_key(sn.name) + ".pub", key.public_key_openssh, owner, "0644", ())
+    fed_of = src.cfg.federation_of_superlink(host.name)
+    if fed_of is not None and fed_of.name in src.pki.superexec_secrets:
+        yield Deliverable(
+            layout.SUPERLINK_SUPEREXEC_SECRET,
+            src.pki.superexec_secrets[fed_of.name],
+            f"superlink:{SYSTEM_GROUP}",
+            "0600",
+            (*layout.SUPERLINK_UNITS, layout.SUPEREXEC_UNIT),
+        )
+
+
+def vpn(src: Sources, host: Host) -> Iterable[Deliverable]:
+    for fed in src.cfg.federations.values():
+        if fed.vpn_host == host.name and fed.name in src.pki.tls_crypt:
+            yield Deliverable(layout.OPENVPN_TLS_CRYPT, src.pki.tls_crypt[fed.name], "root:root", "0600", ("openvpn-server@server.service",))
+
+
+# Order matters only for readability of the payload; each producer is independent.
+PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (trust, server_tls, service_env, flower, vpn)
+
+# Directories the payload needs that no package creates (secrets stay out of world-readable places).
+DIRECTORIES = ({"path": layout.SECRETS_DIR, "owner": f"root:{SYSTEM_GROUP}", "mode": "0750"},)
+
+
+def for_host(src: Sources, host: Host) -> list[Deliverable]:
+    files = [d for produce in PRODUCERS for d in produce(src, host)]
+    paths = [d.path for d in files]
+    duplicates = sorted({p for p in paths if paths.count(p) > 1})
+    assert not duplicates, f"{host.name}: two deliverables claim {duplicates}"
+    return files
+
+
+def hosts_block(cfg: StackConfig) -> str:
+    return names.hosts_block(cfg)

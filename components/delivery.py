@@ -1,0 +1,81 @@
+"""Hand each host its secret and operational material over SSH (pulumi-command), never through user-data.
+
+One `command.remote.Command` per host. It connects through the jump host with the operators' key
+(`nina:ssh_private_key`), waits for cloud-init to finish, and pipes a JSON payload (a Pulumi secret, so encrypted in
+state and masked in diffs) into /usr/local/sbin/nina-deliver, which installs files with their owner and mode and
+restarts only the units whose files changed. The command re-runs when the payload changes (a renewed certificate, a
+new password) or when the instance is replaced (`triggers`), and at no other time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+
+from components.deliverables import DIRECTORIES, Deliverable, Sources, for_host, hosts_block
+from components.host import Host
+from nina import layout
+from nina.config import NAMESPACE
+from nina.config import Host as HostConfig
+
+# cloud-init exits 2 when it finished with recoverable warnings: the host is usable; 1 means it failed.
+WAIT_FOR_CLOUD_INIT = "s=0; sudo cloud-init status --wait >/dev/null || s=$?; [ $s -eq 0 ] || [ $s -eq 2 ]"
+CREATE = f"set -eu; {WAIT_FOR_CLOUD_INIT}; sudo {layout.DELIVER_COMMAND}"
+
+
+def payload(files: list[Deliverable], hosts: str) -> pulumi.Output[str]:
+    """The JSON nina-deliver reads; deterministic (sorted keys, files in producer order)."""
+
+    def document(contents: list[Any]) -> str:
+        return json.dumps(
+            {
+                "dirs": list(DIRECTORIES),
+                "files": [
+                    {"path": f.path, "content": c, "owner": f.owner, "mode": f.mode, "units": list(f.units)}
+                    for f, c in zip(files, contents)
+                ],
+                "hosts": hosts,
+            },
+            sort_keys=True,
+            indent=1,
+        )
+
+    return pulumi.Output.secret(pulumi.Output.all(*(f.content for f in files)).apply(document))
+
+
+def connection(src: Sources, host: HostConfig, hosts: dict[str, Host]) -> command.remote.ConnectionArgs:
+    cfg = src.cfg
+    key = pulumi.Config(NAMESPACE).require_secret("ssh_private_key")
+    jump = hosts[cfg.admin.jump_host]
+    assert jump.public_ip is not None  # config guarantees the jump host faces the internet
+    if host.name == cfg.admin.jump_host:
+        return command.remote.ConnectionArgs(host=jump.public_ip, user=cfg.admin.ssh_user, private_key=key)
+    return command.remote.ConnectionArgs(
+        host=str(host.ip),
+        user=cfg.admin.ssh_user,
+        private_key=key,
+        proxy=command.remote.ProxyConnectionArgs(host=jump.public_ip, user=cfg.admin.ssh_user, private_key=key),
+    )
+
+
+class Delivery(pulumi.ComponentResource):
+    commands: dict[str, command.remote.Command]
+
+    def __init__(self, name: str, src: Sources, hosts: dict[str, Host], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("nina:delivery:Delivery", name, None, opts)
+        block = hosts_block(src.cfg)
+        self.commands = {}
+        for host in src.cfg.hosts.values():
+            vm = hosts[host.name]
+            self.commands[host.name] = command.remote.Command(
+                f"deliver-{host.name}",
+                connection=connection(src, host, hosts),
+                create=CREATE,
+                stdin=payload(for_host(src, host), block),
+                triggers=[vm.instance.id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[vm]),
+            )
+        self.register_outputs({})
