@@ -96,6 +96,7 @@ class Registration:
     inputs: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
     custom: bool = True
+    protect: bool = False  # `protect=True`: Pulumi refuses to delete or replace it
 
 
 class NinaMocks(pulumi.runtime.Mocks):
@@ -202,7 +203,7 @@ class RecordingMonitor(MockMonitor):
                 return response
             inputs = rpc.deserialize_properties(request.object)
             parent = "" if request.parent in ("", self.stack_urn) else self.urn_names.get(request.parent, request.parent)
-            reg = Registration(request.type, request.name, parent, inputs, custom=bool(request.custom))
+            reg = Registration(request.type, request.name, parent, inputs, custom=bool(request.custom), protect=bool(request.protect))
             reg.outputs = self.resources[urn].state if urn in self.resources else {}
             self.registrations[urn] = reg
             self.order.append(urn)
