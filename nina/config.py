@@ -519,6 +519,7 @@ def _parse_federations(r: _Reader, raw: Any, hosts: Mapping[str, Host], orgs: Ma
         members = r.mapping(d.get("members"), f"{path}.members")
         sim = r.mapping(d.get("simulation"), f"{path}.simulation", ("supernodes",))
         supernodes: list[SuperNode] = []
+        sn_paths: list[str] = []  # key path of each SuperNode, parallel to `supernodes`
         if ftype == "simulation":
             if members:
                 r.problem(f"{path}.members", "a simulation federation has no real SuperNodes")
@@ -541,8 +542,9 @@ def _parse_federations(r: _Reader, raw: Any, hosts: Mapping[str, Host], orgs: Ma
                     r.problem(f"{org_path}.supernodes", "is required (a non-empty list)")
                     continue
                 for i, nbody in enumerate(raw_nodes):
-                    sn = _parse_supernode(r, nbody, f"{org_path}.supernodes[{i}]", org, organisation, hosts, keys_seen, host_ports)
-                    supernodes.append(sn)
+                    sn_path = f"{org_path}.supernodes[{i}]"
+                    supernodes.append(_parse_supernode(r, nbody, sn_path, org, organisation, hosts, keys_seen, host_ports))
+                    sn_paths.append(sn_path)
             if vpn is None and any(orgs[o].hosting == "on_premises" for o in members if o in orgs):
                 r.problem(f"{path}.vpn_host", "is required: an on-premises member reaches the SuperLink only through the tenancy's VPN")
         for sn in supernodes:
@@ -553,8 +555,8 @@ def _parse_federations(r: _Reader, raw: Any, hosts: Mapping[str, Host], orgs: Ma
         if ftype == "deployment" and num < len(supernodes):
             r.problem(f"{path}.num_partitions", f"{num} is less than the {len(supernodes)} SuperNodes of this federation")
         seen_partitions: dict[int, str] = {}
-        for sn in supernodes:
-            where = f"{path}.members.{sn.organisation}.supernodes[{sn.name}].partition_id"
+        for sn, sn_path in zip(supernodes, sn_paths):
+            where = f"{sn_path}.partition_id"
             if sn.partition_id >= num:
                 r.problem(where, f"{sn.partition_id} must be less than num_partitions ({num})")
             if sn.partition_id in seen_partitions:
