@@ -24,6 +24,9 @@ class TlsPaths:
     units: tuple[str, ...]  # restarted when the material changes
 
 
+# One tenancy's OpenVPN server runs as two instances of the stock unit: UDP 1194 and the TCP 443 fallback (nina/openvpn.py).
+OPENVPN_SERVER_UNITS = ("openvpn-server@server-udp.service", "openvpn-server@server-tcp.service")
+
 # role -> where its server certificate and key go (§4.1.2.9, §4.1.2.16.1, §4.1.2.4, Grafana §5.2)
 SERVER_TLS: dict[str, TlsPaths] = {
     "superlink": TlsPaths(
@@ -33,7 +36,7 @@ SERVER_TLS: dict[str, TlsPaths] = {
     "notebook": TlsPaths("/etc/jupyterhub/certs/server.pem", "/etc/jupyterhub/certs/server.key", "jupyterhub:fl_system", ("jupyterhub.service",)),
     "monitoring": TlsPaths("/etc/grafana/certs/server.pem", "/etc/grafana/certs/server.key", "root:grafana", ("grafana-server.service",)),
     "ingress": TlsPaths("/etc/nginx/certs/internal.pem", "/etc/nginx/certs/internal.key", "root:www-data", ("nginx.service",)),
-    "vpn": TlsPaths("/etc/openvpn/server/server.crt", "/etc/openvpn/server/server.key", "root:root", ("openvpn-server@server.service",)),
+    "vpn": TlsPaths("/etc/openvpn/server/server.crt", "/etc/openvpn/server/server.key", "root:root", OPENVPN_SERVER_UNITS),
 }
 
 # service -> env file with its passwords/tokens (KEY=value lines, root:fl_system 0640 or owned by the service user),
@@ -68,6 +71,10 @@ SERVICE_ENV_VARS: dict[str, tuple[str, ...]] = {
 PROMETHEUS_TARGETS_DIR = "/etc/prometheus/targets"
 
 OPENVPN_TLS_CRYPT = "/etc/openvpn/server/tls-crypt.key"
+# Read by OpenVPN on every connection (no restart): one CCD file per organisation and instance (ccd-exclusive: no
+# file, no connection), and one empty-ish file per revoked certificate serial (crl-verify ... dir).
+OPENVPN_CCD_DIR = "/etc/openvpn/server/ccd"
+OPENVPN_CRL_DIR = "/etc/openvpn/server/crl"
 SUPERLINK_SUPEREXEC_SECRET = "/etc/flwr/superlink/certs/superexec.secret"
 
 

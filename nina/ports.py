@@ -63,6 +63,9 @@ PORTS: tuple[Port, ...] = (
         ("supernode", "vpn", "notebook"),
         "Flower SuperLink Fleet + Control API (flwr 1.41: one HTTPS port, was 9091-9093)",
     ),
+    # The SuperLink itself listens on loopback; the nginx in front of it owns "superlink" and enforces who may reach
+    # which API path (README: Federations). The SuperExec and the registration commands use this port directly.
+    _p("superlink-loopback", "superlink", "tcp", SUPERLINK_LOOPBACK_PORT, (), "Flower SuperLink behind its ACL proxy; loopback only"),
     _p("supernode-clientappio", "supernode", "tcp", SUPERNODE_PORTS, (), "SuperNode ClientAppIO 9094-9099; loopback in flwr 1.41"),
     _p("grafana", "monitoring", "tcp", 3000, ("ingress",), "Monitoring Grafana 3000"),
     _p("prometheus", "monitoring", "tcp", 9090, (), "Prometheus 9090; read by Grafana on the same host"),
