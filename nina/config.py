@@ -128,6 +128,15 @@ class SuperNode:
 
 
 @dataclass(frozen=True)
+class Revocation:
+    """A VPN client certificate the tenancy's OpenVPN server must refuse (manual §3.2.4; README: VPN)."""
+
+    organisation: str
+    serial: int  # as `openssl x509 -noout -serial` prints it (hex) in the stack file
+    reason: str
+
+
+@dataclass(frozen=True)
 class Federation:
     name: str
     type: str  # "deployment" | "simulation"
@@ -140,6 +149,7 @@ class Federation:
     archived: bool
     simulation_supernodes: int
     supernodes: tuple[SuperNode, ...]
+    revoked: tuple[Revocation, ...] = ()  # VPN certificates refused by serial; the organisation may be gone
 
     @property
     def organisations(self) -> tuple[str, ...]:
@@ -496,7 +506,7 @@ def _parse_federations(r: _Reader, raw: Any, hosts: Mapping[str, Host], orgs: Ma
         d = r.mapping(
             body,
             path,
-            ("type", "superlink_host", "vpn_host", "vpn_client_range", "isolation", "num_partitions", "runtime_dependency_installation", "archived", "simulation", "members"),
+            ("type", "superlink_host", "vpn_host", "vpn_client_range", "isolation", "num_partitions", "runtime_dependency_installation", "archived", "simulation", "members", "revoked"),
         )
         ftype = r.choice(d, "type", path, FEDERATION_TYPES)
         superlink = _host_with_role(r, d, "superlink_host", path, hosts, "superlink")
@@ -514,8 +524,14 @@ def _parse_federations(r: _Reader, raw: Any, hosts: Mapping[str, Host], orgs: Ma
             vpn_range = r.network(r.required(d, "vpn_client_range", path), f"{path}.vpn_client_range") if "vpn_client_range" in d else None
             if "vpn_client_range" not in d:
                 r.problem(f"{path}.vpn_client_range", "is required with vpn_host (the tenancy's VPN address pool)")
+            elif vpn_range is not None and vpn_range.prefixlen > 28:
+                # Split into UDP and TCP halves, each with the server's address and one per organisation.
+                r.problem(f"{path}.vpn_client_range", f"{vpn_range} is too small (use /28 or larger)")
         elif "vpn_client_range" in d:
             r.problem(f"{path}.vpn_client_range", "is set but the federation has no vpn_host")
+        revoked = _parse_revoked(r, d.get("revoked"), f"{path}.revoked")
+        if revoked and not vpn:
+            r.problem(f"{path}.revoked", "lists VPN certificates but the federation has no vpn_host")
         members = r.mapping(d.get("members"), f"{path}.members")
         sim = r.mapping(d.get("simulation"), f"{path}.simulation", ("supernodes",))
         supernodes: list[SuperNode] = []
@@ -574,6 +590,7 @@ def _parse_federations(r: _Reader, raw: Any, hosts: Mapping[str, Host], orgs: Ma
             archived=r.boolean(d, "archived", path, False),
             simulation_supernodes=sim_nodes,
             supernodes=tuple(supernodes),
+            revoked=revoked,
         )
     for host in hosts.values():
         if host.has("superlink") and host.name not in superlinks_taken:
@@ -581,6 +598,35 @@ def _parse_federations(r: _Reader, raw: Any, hosts: Mapping[str, Host], orgs: Ma
         if host.has("supernode") and not any(h == host.name for h, _ in host_ports):
             r.problem(f"nina:hosts.{host.name}.roles", "carries supernode but no SuperNode in nina:federations runs on it")
     return feds
+
+
+def _parse_revoked(r: _Reader, raw: Any, path: str) -> tuple[Revocation, ...]:
+    """`revoked: [{organisation, serial, reason}]`: serials stay listed after the organisation leaves the stack."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        r.problem(path, "must be a list of {organisation, serial, reason}")
+        return ()
+    out: list[Revocation] = []
+    for i, body in enumerate(raw):
+        p = f"{path}[{i}]"
+        d = r.mapping(body, p, ("organisation", "serial", "reason"))
+        org = r.string(d, "organisation", p)
+        if org:
+            r.name(org, f"{p}.organisation")
+        text = d.get("serial")
+        serial = 0
+        try:
+            digits = str(text).strip().lower().removeprefix("0x").replace(":", "")
+            serial = int(digits, 16) if isinstance(text, str) and digits else -1
+        except ValueError:
+            serial = -1
+        if serial <= 0:
+            r.problem(f"{p}.serial", f"{text!r} must be the certificate serial in hex, as `openssl x509 -noout -serial` prints it (quoted)")
+        elif any(x.serial == serial for x in out):
+            r.problem(f"{p}.serial", "is listed twice")
+        out.append(Revocation(org, serial, r.string(d, "reason", p, "unspecified")))
+    return tuple(out)
 
 
 def _host_with_role(r: _Reader, d: dict[str, Any], key: str, path: str, hosts: Mapping[str, Host], role: str) -> str | None:

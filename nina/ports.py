@@ -44,6 +44,7 @@ def _p(name: str, role: str, protocol: str, port: int | tuple[int, int], sources
 
 
 SUPERLINK_PORT = 9092
+SUPERLINK_LOOPBACK_PORT = 9091  # the manual's old Fleet port, free since flwr 1.41 serves everything on one port
 SUPERNODE_PORTS = (9094, 9099)
 NODE_EXPORTER_PORT = 9900
 
