@@ -28,7 +28,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from nina import layout, names, ports
+from nina import layout, names, openvpn, ports
 from nina.config import Host, StackConfig
 from nina.roles import ROLES, SYSTEM_GROUP
 
@@ -65,6 +65,7 @@ def context(cfg: StackConfig, host: Host, **extra: Any) -> dict[str, Any]:
         "ports": {p.name: p for p in ports.PORTS},
         "names": names,
         "layout": layout,  # paths of delivered material (nina/layout.py), shared with the SSH delivery
+        "openvpn": openvpn,  # the vpn fragment renders server configs from nina/openvpn.py's data
         "system_group": SYSTEM_GROUP,
         "flwr_version": FLWR_VERSION,
         "superlinks": [f for f in cfg.federations.values() if f.superlink_host == host.name],
