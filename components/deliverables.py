@@ -15,7 +15,7 @@ import pulumi
 from components.database import Database
 from components.pki import Pki
 from components.secrets import Secrets
-from nina import layout, names
+from nina import layout, names, openvpn
 from nina.config import Host, StackConfig
 from nina.roles import SYSTEM_GROUP
 
@@ -131,11 +131,24 @@ def flower(src: Sources, host: Host) -> Iterable[Deliverable]:
 def vpn(src: Sources, host: Host) -> Iterable[Deliverable]:
     for fed in src.cfg.federations.values():
         if fed.vpn_host == host.name and fed.name in src.pki.tls_crypt:
-            yield Deliverable(layout.OPENVPN_TLS_CRYPT, src.pki.tls_crypt[fed.name], "root:root", "0600", ("openvpn-server@server.service",))
+            yield Deliverable(layout.OPENVPN_TLS_CRYPT, src.pki.tls_crypt[fed.name], "root:root", "0600", layout.OPENVPN_SERVER_UNITS)
+
+
+def vpn_clients(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Who may connect to this host's OpenVPN server: a CCD file per organisation (its fixed address; ccd-exclusive
+    refuses anyone without one) and a file per revoked serial (crl-verify dir). OpenVPN reads both on every
+    connection, so no unit restarts; an organisation removed from the stack loses its CCD file (nina-deliver prunes
+    it) and only its own certificate is refused."""
+    for fed in src.cfg.federations.values():
+        if fed.vpn_host != host.name:
+            continue
+        # user nobody reads these after OpenVPN dropped privileges
+        for path, content in {**openvpn.ccd_files(src.cfg, fed), **openvpn.crl_files(fed)}.items():
+            yield Deliverable(path, content, "root:root", "0644", ())
 
 
 # Order matters only for readability of the payload; each producer is independent.
-PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (trust, server_tls, service_env, flower, vpn)
+PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (trust, server_tls, service_env, flower, vpn, vpn_clients)
 
 # Directories the payload needs that no package creates (secrets stay out of world-readable places).
 DIRECTORIES = ({"path": layout.SECRETS_DIR, "owner": f"root:{SYSTEM_GROUP}", "mode": "0750"},)
