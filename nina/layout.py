@@ -30,7 +30,8 @@ OPENVPN_SERVER_UNITS = ("openvpn-server@server-udp.service", "openvpn-server@ser
 # role -> where its server certificate and key go (§4.1.2.9, §4.1.2.16.1, §4.1.2.4, Grafana §5.2)
 SERVER_TLS: dict[str, TlsPaths] = {
     "superlink": TlsPaths(
-        "/etc/flwr/superlink/certs/server.pem", "/etc/flwr/superlink/certs/server.key", "superlink:fl_system", ("superlink.service",)
+        "/etc/flwr/superlink/certs/server.pem", "/etc/flwr/superlink/certs/server.key", "superlink:fl_system",
+        ("superlink.service", "superlink-proxy.service"),  # nginx in front of it serves the same certificate
     ),
     "iam": TlsPaths("/opt/keycloak/conf/certs/server.pem", "/opt/keycloak/conf/certs/serverkey.pem", "keycloak:fl_system", ("keycloak.service",)),
     "notebook": TlsPaths("/etc/jupyterhub/certs/server.pem", "/etc/jupyterhub/certs/server.key", "jupyterhub:fl_system", ("jupyterhub.service",)),
@@ -80,6 +81,8 @@ SUPERLINK_SUPEREXEC_SECRET = "/etc/flwr/superlink/certs/superexec.secret"
 
 SUPERLINK_UNITS = ("superlink.service",)
 SUPEREXEC_UNIT = "superlink-superexec.service"  # isolation=process: the SuperExec beside the SuperLink
+SUPERLINK_PROXY_UNIT = "superlink-proxy.service"  # nginx enforcing which networks reach which SuperLink API path
+SUPERLINK_ACL_DIR = "/etc/nginx/superlink-acl"  # its allow lists, delivered: membership changes in operation
 DELIVER_COMMAND = "/usr/local/sbin/nina-deliver"  # nina/deliver.py, installed by the base fragment
 
 
