@@ -9,7 +9,8 @@ Installed on every host as /usr/local/sbin/nina-deliver by cloud-init; run as ro
      "stop":  ["supernode@old.service"]}
 
 Idempotent: a file whose bytes, owner and mode already match is left alone, and only the units of files that changed
-are restarted ("reload:<unit>" reloads instead). Files delivered before but absent from this payload (a removed
+are restarted ("reload:<unit>" reloads instead; "enable:<unit>" also enables and starts the unit: a SuperNode instance
+that now runs on this host). Units enabled that way and no longer named in any file's units are disabled and stopped. Files delivered before but absent from this payload (a removed
 SuperNode's key, say) are deleted, and units listed under "stop" are disabled and stopped. Standard library only, Python >= 3.10: it runs on a bare Ubuntu 24.04 host.
 Prints what it changed, never file contents. `--root DIR` installs under DIR and runs no systemctl (for tests).
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "/var/lib/nina/delivered.json"
+ENABLED = "/var/lib/nina/enabled-units.json"  # units nina-deliver enabled ("enable:<unit>"), to disable when dropped
 HOSTS_FILE = "/etc/hosts"
 BEGIN, END = "# BEGIN nina-fl (managed by pulumi, do not edit)", "# END nina-fl"
 CA_TRUST_DIR = "/usr/local/share/ca-certificates/"
@@ -131,31 +133,45 @@ def main(argv: list[str] | None = None) -> int:
     for d in payload.get("dirs", []):
         inst.directory(d["path"], d["owner"], d["mode"])
     units: dict[str, str] = {}
+    wanted_enabled = sorted({u.partition(":")[2] for f in payload.get("files", []) for u in f.get("units", []) if u.startswith("enable:")})
     for f in payload.get("files", []):
         if inst.file(f["path"], f["content"], f["owner"], f["mode"]):
             for unit in f.get("units", []):
                 action, _, name = unit.rpartition(":")
-                # A restart wins over a reload of the same unit.
+                # A restart wins over a reload of the same unit; "enable:" restarts a running unit on change.
                 if units.get(name) != "restart":
-                    units[name] = action or "restart"
+                    units[name] = "restart" if action in ("", "enable") else action
     if payload.get("hosts"):
         inst.hosts(payload["hosts"])
     inst.prune({f["path"] for f in payload.get("files", [])})
+    enabled_file = inst.at(ENABLED)
+    enabled_before = json.loads(enabled_file.read_text()) if enabled_file.exists() else []
+    to_disable = sorted(set(enabled_before) - set(wanted_enabled))
+    inst.file(ENABLED, json.dumps(wanted_enabled) + "\n", "root:root", "0600")
+    if ENABLED in inst.changed:
+        inst.changed.remove(ENABLED)
     trust_changed = any(p.startswith(CA_TRUST_DIR) for p in inst.changed)
     if not inst.dry:
         if trust_changed:
             subprocess.run(["update-ca-certificates"], check=True, stdout=subprocess.DEVNULL)
         systemctl("daemon-reload")
-        for name in payload.get("stop", []):
+        for name in [*payload.get("stop", []), *to_disable]:
             if systemctl("is-enabled", "--quiet", name) == 0 or systemctl("is-active", "--quiet", name) == 0:
                 systemctl("disable", "--now", name)
+        for name in wanted_enabled:
+            if systemctl("is-enabled", "--quiet", name) != 0:
+                systemctl("enable", name)
+            if systemctl("is-active", "--quiet", name) != 0:
+                units[name] = "restart"  # starts it; a unit waiting on a ConditionPathExists= starts now
         for name, action in sorted(units.items()):
             # Only units the role enabled: a unit waiting on its files (ConditionPathExists) starts now.
             if systemctl("is-enabled", "--quiet", name) == 0:
                 if systemctl(action, name) != 0:
                     print(f"nina-deliver: {action} {name} failed", file=sys.stderr)
                     return 1
-    print(json.dumps({"changed": inst.changed, "units": units, "trust_store": trust_changed, "notes": inst.notes}, sort_keys=True))
+    report = {"changed": inst.changed, "units": units, "trust_store": trust_changed, "notes": inst.notes}
+    report.update(enabled=wanted_enabled, disabled=to_disable)
+    print(json.dumps(report, sort_keys=True))
     return 0
 
 
