@@ -147,8 +147,16 @@ def vpn_clients(src: Sources, host: Host) -> Iterable[Deliverable]:
             yield Deliverable(path, content, "root:root", "0644", ())
 
 
+def federations(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """The SuperNode instances this host runs (supernode.conf, which also enables supernode@<name>) and, beside a
+    SuperLink, its proxy's allow lists: both change with federation membership (components/federation.py)."""
+    from components import federation  # it builds on Deliverable from this module
+
+    yield from federation.deliverables(src.cfg, host)
+
+
 # Order matters only for readability of the payload; each producer is independent.
-PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (trust, server_tls, service_env, flower, vpn, vpn_clients)
+PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (trust, server_tls, service_env, flower, vpn, vpn_clients, federations)
 
 # Directories the payload needs that no package creates (secrets stay out of world-readable places).
 DIRECTORIES = ({"path": layout.SECRETS_DIR, "owner": f"root:{SYSTEM_GROUP}", "mode": "0750"},)

@@ -9,6 +9,7 @@ from cloudinit.render import user_data
 from components.database import Database
 from components.deliverables import Sources
 from components.delivery import Delivery
+from components.federation import Federations
 from components.host import Host
 from components.network import Network
 from components.pki import Pki
@@ -31,7 +32,10 @@ class Platform(pulumi.ComponentResource):
         self.hosts = {
             h.name: Host(cfg, h, self.network, self.security, user_data(cfg, h), child) for h in cfg.hosts.values()
         }
-        self.delivery = Delivery("delivery", Sources(cfg, self.pki, self.secrets, self.database), self.hosts, child)
+        sources = Sources(cfg, self.pki, self.secrets, self.database)
+        self.delivery = Delivery("delivery", sources, self.hosts, child)
+        # One registration command per SuperNode, run on its SuperLink host after that host's delivery.
+        self.federations = Federations("federations", sources, self.hosts, self.delivery.commands, child)
         self.outputs = {
             "environment": cfg.environment,
             "hosts": {
@@ -52,6 +56,9 @@ class Platform(pulumi.ComponentResource):
                 fed: {sn: key.public_key_openssh for (f, sn), key in self.pki.supernode_keys.items() if f == fed}
                 for fed in cfg.federations
             },
+            # Researchers' ~/.flwr/config.toml: one connection per federation (README: Federations).
+            "flwr_connections": self.federations.connections,
+            "flwr_config_toml": self.federations.config_toml,
             "keycloak_admin_password": self.secrets["keycloak-admin"],
             "grafana_admin_password": self.secrets["grafana-admin"],
         }

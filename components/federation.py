@@ -1,0 +1,240 @@
+"""Federations as code (issue 4): what each Flower federation in the stack needs beyond its hosts' roles.
+
+A federation is a tenancy with its own SuperLink host (open-source Flower serves one federation per SuperLink,
+shared/FLOWER.md). Everything here changes in operation, so none of it is user-data:
+
+- one `register-<fed>-<sn>` command per SuperNode, run on the SuperLink host against the loopback SuperLink, so
+  adding or removing a site touches only that site's resources (no SuperLink restart, no other host);
+- the delivered files: each Nectar-hosted SuperNode's supernode.conf (which also enables its supernode@ instance)
+  and the SuperLink proxy's allow lists (who may reach /v1/fleet, /v1/control, /health);
+- the researchers' `~/.flwr/config.toml` entries (stack outputs).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from collections.abc import Iterable
+
+import pulumi
+import pulumi_command as command
+
+from components.deliverables import Deliverable, Sources
+from components.delivery import connection
+from components.host import Host
+from nina import layout, names
+from nina.config import Federation, Host as HostConfig, StackConfig, SuperNode
+from nina.ports import PORTS
+
+FLWR_BIN = "/opt/python/flower_env/bin"  # roles.ROLES['superlink'].python_venv + /bin
+SUPERNODE_ID_HELPER = "/opt/flwr/superlink/supernode_id.py"  # cloudinit/templates/superlink/supernode_id.py.j2
+PUBLIC_PORT = next(p.port for p in PORTS if p.name == "superlink")
+LOOPBACK_PORT = next(p.port for p in PORTS if p.name == "superlink-loopback")
+LOCAL_CONNECTION = "local"  # the flwr connection name the registration commands use on the SuperLink host
+
+
+# ------------------------------------------------------------------------------------------ what SuperNodes are told
+
+
+def superlink_address(cfg: StackConfig, fed: Federation) -> str:
+    return f"{names.fqdn(cfg, names.superlink_alias(fed))}:{PUBLIC_PORT}"
+
+
+def node_config(fed: Federation, sn: SuperNode) -> str:
+    """`--node-config`: Flower parses each value as TOML, so anything not a number is quoted."""
+    items = [f"partition-id={sn.partition_id}", f"num-partitions={fed.num_partitions}"]
+    for key, value in sn.node_config.items():
+        try:
+            float(value)
+            items.append(f"{key}={value}")
+        except ValueError:
+            items.append(f'{key}="{value}"')
+    return " ".join(items)
+
+
+def supernode_conf(cfg: StackConfig, fed: Federation, sn: SuperNode, ca_path: str = layout.CA_PEM) -> str:
+    from cloudinit.render import _env
+    from nina.roles import ROLES
+
+    return _env.get_template("supernode/supernode.conf.j2").render(
+        fed=fed,
+        sn=sn,
+        org=cfg.organisations[sn.organisation],
+        superlink=superlink_address(cfg, fed),
+        ca_path=ca_path,
+        node_config=node_config(fed, sn),
+        layout=layout,
+        roles=ROLES,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ the SuperLink ACL
+
+
+def _allow(nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv4Address | str]) -> str:
+    lines = [f"allow {n};" for n in dict.fromkeys(str(n) for n in nets)]
+    return "\n".join(lines + ["deny all;"]) + "\n"
+
+
+def fleet_sources(cfg: StackConfig, fed: Federation) -> list[str]:
+    """SuperNode networks: the member organisations' Nectar segments and the tenancy's VPN (pool and server)."""
+    nets = [str(cfg.network.segments[o.segment].cidr) for o in (cfg.organisations[n] for n in fed.organisations) if o.segment]
+    if fed.vpn_client_range is not None:
+        nets.append(str(fed.vpn_client_range))
+    if fed.vpn_host:
+        nets.append(str(cfg.hosts[fed.vpn_host].ip))  # traffic the VPN server forwards with its own address
+    return nets
+
+
+def control_sources(cfg: StackConfig) -> list[str]:
+    """Where authenticated researchers work (the JupyterHub host) and the operators' networks."""
+    return [str(cfg.the_host_with("notebook").ip)] + [str(c) for c in cfg.admin.ssh_cidrs]
+
+
+def health_sources(cfg: StackConfig) -> list[str]:
+    return [str(h.ip) for h in cfg.hosts_with("monitoring")] + ["127.0.0.1"]
+
+
+def acl_files(cfg: StackConfig, fed: Federation) -> dict[str, str]:
+    """The proxy's allow lists. An archived federation keeps its history readable (Control API reads) but takes no
+    runs and no SuperNode connections."""
+    acl = layout.SUPERLINK_ACL_DIR
+    return {
+        f"{acl}/fleet.conf": "deny all;\n" if fed.archived or fed.type == "simulation" else _allow(fleet_sources(cfg, fed)),
+        f"{acl}/control.conf": _allow(control_sources(cfg)),
+        f"{acl}/runs.conf": "# archived: no new runs\ndeny all;\n" if fed.archived else "# runs allowed (not archived)\n",
+        f"{acl}/health.conf": _allow(health_sources(cfg)),
+    }
+
+
+# --------------------------------------------------------------------------------------------- delivered material
+
+
+def deliverables(cfg: StackConfig, host: HostConfig) -> Iterable[Deliverable]:
+    for fed, sn in cfg.supernodes_on(host.name):
+        if fed.archived:
+            continue  # no supernode.conf: nina-deliver disables the instance, its key stays for the record
+        unit = layout.supernode_unit(sn.name)
+        yield Deliverable(f"{layout.supernode_dir(sn.name)}/supernode.conf", supernode_conf(cfg, fed, sn), "root:fl_system", "0640", (f"enable:{unit}",))
+    fed_of = cfg.federation_of_superlink(host.name)
+    if fed_of is not None:
+        for path, content in acl_files(cfg, fed_of).items():
+            yield Deliverable(path, content, "root:root", "0644", (f"reload:{layout.SUPERLINK_PROXY_UNIT}",))
+
+
+# ---------------------------------------------------------------------------------------- run-time registration
+
+
+def _setup(public_key: str) -> str:
+    """Shell prelude: flwr from the SuperLink's venv, a throw-away FLWR_HOME with a connection to the loopback
+    SuperLink (trusting the local CA), the SuperNode's public key in a file, and the SuperLink up."""
+    toml = (
+        f'[superlink]\\ndefault = "{LOCAL_CONNECTION}"\\n\\n[superlink.{LOCAL_CONNECTION}]\\n'
+        f'address = "127.0.0.1:{LOOPBACK_PORT}"\\nroot-certificates = "{layout.CA_PEM}"\\n'
+    )
+    return "\n".join(
+        [
+            "set -eu",
+            f'export PATH="{FLWR_BIN}:$PATH" FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1',
+            'FLWR_HOME=$(mktemp -d); export FLWR_HOME; trap \'rm -rf "$FLWR_HOME"\' EXIT',
+            f"printf '{toml}' > \"$FLWR_HOME/config.toml\"",
+            f"printf '%s\\n' {shlex.quote(public_key)} > \"$FLWR_HOME/supernode.pub\"",
+            # After a (re)boot the SuperLink may still be starting; give it five minutes.
+            "i=0",
+            f'until curl -fsS -o /dev/null --cacert {layout.CA_PEM} https://127.0.0.1:{LOOPBACK_PORT}/health; do',
+            '  i=$((i + 1)); [ "$i" -lt 60 ] || { echo "SuperLink not answering on loopback" >&2; exit 1; }; sleep 5',
+            "done",
+        ]
+    )
+
+
+def register_command(public_key: str) -> str:
+    """Idempotent: a key that is already registered (and active) counts as success. Flower never re-registers a key
+    that was unregistered: that needs a new key pair, and the error says so."""
+    return "\n".join(
+        [
+            _setup(public_key),
+            f'if out=$(flwr supernode register "$FLWR_HOME/supernode.pub" {LOCAL_CONNECTION} 2>&1); then echo "$out"; exit 0; fi',
+            'case $out in *"already in use"*) ;; *) echo "$out" >&2; exit 1 ;; esac',
+            f'if id=$(python {SUPERNODE_ID_HELPER} {LOCAL_CONNECTION} "$FLWR_HOME/supernode.pub"); then',
+            '  echo "SuperNode $id already registered"; exit 0',
+            "fi",
+            'echo "this public key was unregistered before and Flower does not reuse keys: give the SuperNode a new key pair" >&2',
+            "exit 1",
+        ]
+    )
+
+
+def unregister_command(public_key: str) -> str:
+    return "\n".join(
+        [
+            _setup(public_key),
+            f'rc=0; id=$(python {SUPERNODE_ID_HELPER} {LOCAL_CONNECTION} "$FLWR_HOME/supernode.pub") || rc=$?',
+            'if [ "$rc" -eq 3 ]; then echo "not registered: nothing to do"; exit 0; fi',
+            '[ "$rc" -eq 0 ] || exit "$rc"',
+            f'flwr supernode unregister "$id" {LOCAL_CONNECTION}',
+        ]
+    )
+
+
+# -------------------------------------------------------------------------------------------- researchers' flwr
+
+
+def connections(cfg: StackConfig) -> dict[str, dict[str, object]]:
+    """`[superlink.<fed>]` entries of a researcher's ~/.flwr/config.toml (on the JupyterHub host)."""
+    out: dict[str, dict[str, object]] = {}
+    for fed in cfg.federations.values():
+        entry: dict[str, object] = {"address": superlink_address(cfg, fed), "root-certificates": layout.CA_PEM}
+        if fed.type == "simulation":
+            entry["options.num-supernodes"] = fed.simulation_supernodes
+        out[fed.name] = entry
+    return out
+
+
+def config_toml(cfg: StackConfig) -> str:
+    usable = [f for f in cfg.federations.values() if not f.archived]
+    lines = ["[superlink]"]
+    if usable:
+        lines.append(f'default = "{usable[0].name}"')
+    for name, entry in connections(cfg).items():
+        lines += ["", f"[superlink.{name}]"]
+        for key, value in entry.items():
+            lines.append(f"{key} = {value}" if isinstance(value, int) else f'{key} = "{value}"')
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------- the component
+
+
+class Federations(pulumi.ComponentResource):
+    registrations: dict[tuple[str, str], command.remote.Command]
+
+    def __init__(
+        self,
+        name: str,
+        src: Sources,
+        hosts: dict[str, Host],
+        deliver: dict[str, command.remote.Command],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("nina:federation:Federations", name, None, opts)
+        cfg = src.cfg
+        self.registrations = {}
+        for fed in cfg.federations.values():
+            superlink = cfg.hosts[fed.superlink_host]
+            for sn in fed.supernodes:
+                key: pulumi.Input[str] = (
+                    sn.public_key if sn.public_key is not None else src.pki.supernode_keys[(fed.name, sn.name)].public_key_openssh
+                )
+                key_out = pulumi.Output.from_input(key).apply(lambda k: " ".join(k.split()[:2]))
+                self.registrations[(fed.name, sn.name)] = command.remote.Command(
+                    f"register-{fed.name}-{sn.name}",
+                    connection=connection(src, superlink, hosts),
+                    create=key_out.apply(register_command),
+                    delete=key_out.apply(unregister_command),
+                    triggers=[key_out],
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[deliver[superlink.name]]),
+                )
+        self.connections = connections(cfg)
+        self.config_toml = config_toml(cfg)
+        self.register_outputs({})
