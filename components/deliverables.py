@@ -40,8 +40,9 @@ class Sources:
 
 
 def _key_mode(owner: str) -> str:
-    # A key owned by its service user is private to it; a root-owned key is shared with the service's group.
-    return "0640" if owner.startswith("root:") else "0600"
+    # A key owned by its service user is private to it; a root-owned key is shared with the service's group, unless
+    # that group is root too (OpenVPN reads its key as root and warns about any group or other access).
+    return "0640" if owner.startswith("root:") and owner != "root:root" else "0600"
 
 
 def trust(src: Sources, host: Host) -> Iterable[Deliverable]:
