@@ -25,7 +25,8 @@ from nina.ports import PORTS, Port
 # Modernised from §4.1.2.4 (tls-auth, dh.pem, tap): AEAD data ciphers only, TLS >= 1.2, ECDHE key exchange.
 DATA_CIPHERS = ("AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305")
 TLS_VERSION_MIN = "1.2"
-ECDH_CURVE = "secp384r1"
+# ECDHE groups (`ecdh-curve` is ignored with OpenSSL 3: OpenVPN 2.6 takes `tls-groups`).
+TLS_GROUPS = ("X25519", "secp384r1", "prime256v1")
 KEEPALIVE = (10, 60)  # §4.1.2.4; the server pushes the matching ping/ping-restart to clients
 SERVER_POLL_TIMEOUT = 10  # seconds a client waits on one remote before it tries the next (UDP -> TCP fallback)
 # Debian/Ubuntu spell the unprivileged group nogroup (§4.1.2.4); RHEL-family sites pass group="nobody".
