@@ -15,6 +15,7 @@ from components.network import Network
 from components.pki import Pki
 from components.secrets import Secrets
 from components.security import SecurityGroups
+from components import vpn
 from nina import names
 from nina.config import StackConfig
 
@@ -56,6 +57,8 @@ class Platform(pulumi.ComponentResource):
                 fed: {sn: key.public_key_openssh for (f, sn), key in self.pki.supernode_keys.items() if f == fed}
                 for fed in cfg.federations
             },
+            # Per federation: the VPN server's address and each on-premises site's certificate (README: VPN).
+            "vpn": vpn.outputs(cfg, self.pki, self.hosts),
             # Researchers' ~/.flwr/config.toml: one connection per federation (README: Federations).
             "flwr_connections": self.federations.connections,
             "flwr_config_toml": self.federations.config_toml,
