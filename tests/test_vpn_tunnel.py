@@ -1,0 +1,344 @@
+"""A real OpenVPN tunnel between two network namespaces, with the configs and material the program produces.
+
+The uat stack's on-premises organisation (metro-north) sent a CSR; here the test plays the site: it makes a fresh key
+and CSR, puts the CSR into a copy of Pulumi.uat.yaml, and previews that copy with real material. The VPN host's
+payload is installed with nina-deliver under a temporary root, the rendered server configs (user-data) point there,
+and the real `openvpn` runs in a server namespace joined by a veth pair to a client namespace. Everything the test
+creates (namespaces, veth, processes, files) is removed at the end; nothing touches the host's own network.
+
+Skips only where namespaces or /dev/net/tun are unavailable, and fails instead when NINA_REQUIRE_NETNS=1 (CI).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from nina import openvpn
+from nina.config import StackConfig, parse
+from nina.evaluate import stack_config
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK, FED, ORG, VPN_HOST = "uat", "uat-cardiac", "metro-north", "vpn"
+SERVER_IP, CLIENT_IP = "10.250.0.1", "10.250.0.2"  # the veth pair between the two namespaces (a /30 of our own)
+WAIT = 90  # generous upper bound for a state to appear; never asserted as a timing
+
+
+def _netns_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (ip netns, /dev/net/tun)"
+    if not os.path.exists("/dev/net/tun"):
+        return "/dev/net/tun is not available"
+    for tool in ("ip", "openvpn", "ping", "nft"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/install-system-deps.sh)"
+    probe = f"nina-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        return f"cannot create a network namespace: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], check=False)
+    return None
+
+
+_reason = _netns_unavailable()
+if _reason and os.environ.get("NINA_REQUIRE_NETNS") == "1":
+    raise RuntimeError(f"NINA_REQUIRE_NETNS=1 but the VPN tunnel test cannot run: {_reason}")
+pytestmark = pytest.mark.skipif(_reason is not None, reason=f"VPN tunnel test: {_reason}")
+
+
+def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, check=check, timeout=60)
+
+
+def in_ns(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run("ip", "netns", "exec", ns, *cmd, check=check)
+
+
+def wait_for(predicate: Any, what: str, evidence: Any = lambda: "") -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}\n{evidence()}")
+
+
+# ------------------------------------------------------------------------------------------------ the site's PKI
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+
+def csr_for(key: ec.EllipticCurvePrivateKey, cn: str) -> str:
+    request = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+    return request.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def sign_client(ca_cert_pem: str, ca_key_pem: str, key: ec.EllipticCurvePrivateKey, cn: str, serial: int) -> str:
+    """A client certificate from the same CA, as an attacker holding a revoked or unregistered one would present."""
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+# ------------------------------------------------------------------------------------------------------ the lab
+
+
+@dataclass
+class Lab:
+    tmp: Path
+    root: Path  # where nina-deliver installed the VPN host's payload
+    cfg: StackConfig
+    server_ns: str
+    client_ns: str
+    ca_cert_pem: str
+    ca_key_pem: str
+    tls_crypt: str
+    org_cert_pem: str
+    site_key: ec.EllipticCurvePrivateKey
+    revoked_serial: int
+    server_confs: dict[str, Path] = field(default_factory=dict)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @property
+    def fed(self) -> Any:
+        return self.cfg.federations[FED]
+
+    def server_log(self, inst: openvpn.Instance) -> str:
+        path = self.rooted(inst.log)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def rooted(self, path: str) -> Path:
+        return Path(str(self.root) + path)
+
+    def start(self, ns: str, conf: Path, log: Path) -> subprocess.Popen[str]:
+        handle = log.open("w")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "openvpn", "--config", str(conf)], cwd=conf.parent, stdout=handle, stderr=subprocess.STDOUT, text=True
+        )
+        self.processes.append(proc)
+        return proc
+
+    def client(self, name: str, cert_pem: str, key: ec.EllipticCurvePrivateKey) -> tuple[subprocess.Popen[str], Path]:
+        """A site's VPN client host: the files client.conf names, beside it (§4.1.3.2)."""
+        d = self.tmp / "sites" / name
+        d.mkdir(parents=True)
+        (d / "ca.crt").write_text(self.ca_cert_pem)
+        (d / "client.crt").write_text(cert_pem)
+        (d / "client.key").write_text(pem_key(key))
+        (d / "client.key").chmod(0o600)
+        (d / "tls-crypt.key").write_text(self.tls_crypt)
+        (d / "client.conf").write_text(openvpn.client_conf(self.cfg, self.fed, ORG, SERVER_IP, directory=str(d)))
+        log = d / "openvpn.log"
+        return self.start(self.client_ns, d / "client.conf", log), log
+
+    def stop(self, proc: subprocess.Popen[str]) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _preview(project: Path, out: Path) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nina.cli", "preview", "--stack", STACK, "--cwd", str(project), "--json", "--materialize", "--show-secrets", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def _resource(data: dict[str, Any], type_token: str, name: str) -> dict[str, Any]:
+    (found,) = [r for r in data["resources"] if r["type"] == type_token and r["name"] == name]
+    return found
+
+
+def rewrite_paths(text: str, root: Path) -> str:
+    """Absolute paths in a rendered config, moved under the test's root (as nina-deliver --root installed them)."""
+    return re.sub(r"(?<=\s)(/(?:etc|usr|var)/\S+)", lambda m: f"{root}{m.group(1)}", text)
+
+
+def _veth(server_ns: str, client_ns: str) -> None:
+    for ns in (server_ns, client_ns):
+        run("ip", "netns", "add", ns)
+        in_ns(ns, "ip", "link", "set", "lo", "up")
+    # Created inside the server namespace, so no interface ever appears in the host's own namespace.
+    in_ns(server_ns, "ip", "link", "add", "vpn-srv", "type", "veth", "peer", "name", "vpn-cli", "netns", client_ns)
+    in_ns(server_ns, "ip", "addr", "add", f"{SERVER_IP}/30", "dev", "vpn-srv")
+    in_ns(server_ns, "ip", "link", "set", "vpn-srv", "up")
+    in_ns(client_ns, "ip", "addr", "add", f"{CLIENT_IP}/30", "dev", "vpn-cli")
+    in_ns(client_ns, "ip", "link", "set", "vpn-cli", "up")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    tmp = Path(tempfile.mkdtemp(prefix="nina-vpn-"))
+    tmp.chmod(0o755)  # OpenVPN drops to nobody and then reads CCD files and the CRL directory under here
+    tag = f"{os.getpid() % 100000}"
+    server_ns, client_ns = f"nina-vpn-srv-{tag}", f"nina-vpn-cli-{tag}"
+    lab_: Lab | None = None
+    try:
+        # The site: its own key, only the CSR goes into the stack. A second serial is listed as revoked up front.
+        site_key = new_key()
+        revoked_serial = secrets.randbits(63) | 1
+        stack = yaml.safe_load((ROOT / f"Pulumi.{STACK}.yaml").read_text())
+        config = stack["config"]
+        config["nina:organisations"][ORG]["vpn_csr"] = csr_for(site_key, ORG)
+        config["nina:federations"][FED]["revoked"] = [{"organisation": ORG, "serial": f"{revoked_serial:X}", "reason": "key compromise (test)"}]
+        project = tmp / "project"
+        project.mkdir()
+        (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+        (project / "__main__.py").symlink_to(ROOT / "__main__.py")
+        (project / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack, sort_keys=False))
+        raw, _, _ = stack_config(project, STACK)
+        cfg = parse({**raw, "nina:ssh_private_key": "placeholder"})
+
+        data = _preview(project, tmp / "out")
+        payload = json.loads(_resource(data, "command:remote:Command", f"deliver-{VPN_HOST}")["inputs"]["stdin"])
+        root = tmp / "root"
+        subprocess.run([sys.executable, "-I", str(ROOT / "nina" / "deliver.py"), "--root", str(root)], input=json.dumps(payload), text=True, check=True, capture_output=True)
+        files = {f["path"]: f["content"] for f in payload["files"]}
+        # The CA key as the program hands it to pulumi-tls (the test signs extra certificates an attacker might hold).
+        ca_key_pem = _resource(data, "tls:index/locallySignedCert:LocallySignedCert", f"vpn-{FED}-{ORG}")["inputs"]["caPrivateKeyPem"]
+        org_cert = data["outputs"]["vpn"][FED]["clients"][ORG]["cert_pem"]
+        lab_ = Lab(
+            tmp, root, cfg, server_ns, client_ns, data["outputs"]["ca_cert_pem"], ca_key_pem, files[openvpn.TLS_CRYPT], org_cert, site_key, revoked_serial
+        )
+
+        # What the vpn bootstrap does before the servers start (directories nothing is delivered into yet).
+        for d in (openvpn.CRL_DIR, openvpn.LOG_DIR, *(i.ccd_dir for i in openvpn.instances(cfg.federations[FED]))):
+            lab_.rooted(d).mkdir(parents=True, exist_ok=True)
+        cloud_config = yaml.safe_load((tmp / "out" / "hosts" / VPN_HOST / "cloud-config.yaml").read_text())
+        written = {f["path"]: f["content"] for f in cloud_config["write_files"]}
+        _veth(server_ns, client_ns)
+        for inst in openvpn.instances(cfg.federations[FED]):
+            conf = lab_.rooted(inst.conf)
+            conf.parent.mkdir(parents=True, exist_ok=True)
+            conf.write_text(rewrite_paths(written[inst.conf], root))
+            lab_.server_confs[inst.name] = conf
+            lab_.start(server_ns, conf, tmp / f"{inst.name}.stdout")
+        for inst in openvpn.instances(cfg.federations[FED]):
+            wait_for(lambda inst=inst: "Initialization Sequence Completed" in lab_.server_log(inst), f"{inst.name} to start")
+        yield lab_
+    finally:
+        if lab_ is not None:
+            for proc in lab_.processes:
+                lab_.stop(proc)
+        for ns in (client_ns, server_ns):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def connected(lab: Lab) -> Iterator[tuple[Lab, Path]]:
+    """metro-north's VPN client, with the certificate the program signed from its CSR, connected over UDP."""
+    proc, log = lab.client("metro-north", lab.org_cert_pem, lab.site_key)
+    wait_for(lambda: "Initialization Sequence Completed" in log.read_text() or proc.poll() is not None, "the client to connect")
+    assert "Initialization Sequence Completed" in log.read_text(), log.read_text()
+    yield lab, log
+    lab.stop(proc)
+
+
+# ------------------------------------------------------------------------------------------------------- tests
+
+
+def test_rendered_server_configs_start(lab: Lab) -> None:
+    for inst in openvpn.instances(lab.fed):
+        log = lab.server_log(inst)
+        assert "Initialization Sequence Completed" in log
+        assert "WARNING" not in log.replace("WARNING: --topology net30", ""), log  # e.g. deprecated or ignored options
+
+
+def test_site_reaches_the_servers_tunnel_address(connected: tuple[Lab, Path]) -> None:
+    lab, _ = connected
+    udp = openvpn.instances(lab.fed)[0]
+    result = in_ns(lab.client_ns, "ping", "-c", "1", "-W", "5", str(udp.server_address), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_site_gets_its_fixed_address(connected: tuple[Lab, Path]) -> None:
+    lab, _ = connected
+    udp = openvpn.instances(lab.fed)[0]
+    offset = openvpn.client_offsets(lab.fed, openvpn.clients(lab.cfg, lab.fed))[ORG]
+    addresses = in_ns(lab.client_ns, "ip", "-4", "-o", "addr", "show").stdout
+    assert f"{udp.address(offset)}/{udp.network.prefixlen}" in addresses, addresses
+
+
+def test_pushed_routes_are_installed(connected: tuple[Lab, Path]) -> None:
+    lab, _ = connected
+    udp = openvpn.instances(lab.fed)[0]
+    routes = in_ns(lab.client_ns, "ip", "-4", "route", "show").stdout
+    internal = lab.cfg.network.segments["internal"].cidr
+    assert f"{internal} via {udp.server_address}" in routes, routes
+
+
+def _refused(lab: Lab, name: str, cert_pem: str, key: ec.EllipticCurvePrivateKey, server_says: str) -> None:
+    udp = openvpn.instances(lab.fed)[0]
+    proc, log = lab.client(name, cert_pem, key)
+    try:
+        wait_for(lambda: server_says in lab.server_log(udp), f"the server to refuse {name}", lambda: lab.server_log(udp)[-3000:] + log.read_text()[-2000:])
+        assert proc.poll() is None or "Initialization Sequence Completed" not in log.read_text()
+        assert "Initialization Sequence Completed" not in log.read_text(), log.read_text()
+    finally:
+        lab.stop(proc)
+
+
+def test_revoked_certificate_is_refused_and_others_are_not(connected: tuple[Lab, Path]) -> None:
+    lab, _ = connected
+    cert = sign_client(lab.ca_cert_pem, lab.ca_key_pem, lab.site_key, ORG, lab.revoked_serial)
+    _refused(lab, "revoked", cert, lab.site_key, f"serial={lab.revoked_serial} is revoked")
+    # metro-north's current certificate (another serial) is still connected and working.
+    udp = openvpn.instances(lab.fed)[0]
+    assert in_ns(lab.client_ns, "ping", "-c", "1", "-W", "5", str(udp.server_address), check=False).returncode == 0
+
+
+def test_certificate_without_ccd_file_is_refused(lab: Lab) -> None:
+    key = new_key()
+    cert = sign_client(lab.ca_cert_pem, lab.ca_key_pem, key, "stranger", secrets.randbits(63) | 1)
+    _refused(lab, "stranger", cert, key, "--client-config-dir authentication failed for common name 'stranger'")
