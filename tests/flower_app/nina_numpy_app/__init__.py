@@ -1,0 +1,1 @@
+"""NumPy FedAvg: each SuperNode moves the model towards its partition's target; the server averages."""
