@@ -188,19 +188,24 @@ class SuperLinkSite:
         procs.start("superlink", ["bash", str(self.scripts / "run_superlink.sh")], env)
         wait_for(lambda: https_ok(self.loopback, self.ca), "the SuperLink's /health on loopback")
 
-    def proxy_conf(self, acl: dict[str, list[str]]) -> Path:
-        """The rendered nginx conf with paths and ports moved into the test; ACL files rewritten to `acl`
-        ({file stem: sources}) or, when a stem is missing, kept as delivered."""
-        text = self.files["/etc/nginx/superlink-proxy.conf"]
-        run = self.root / "run"
-        run.mkdir(exist_ok=True)
+    def write_acl(self, acl: dict[str, list[str]], delivered_dir: Path | None = None) -> None:
+        """The delivered allow lists with each file's sources replaced by `acl[stem]` (a file that only denies, or
+        whose stem is not in `acl`, is kept as delivered)."""
         acl_dir = self.root / "acl"
         acl_dir.mkdir(exist_ok=True)
-        for delivered in (self.root / layout.SUPERLINK_ACL_DIR.lstrip("/")).iterdir():
+        for delivered in (delivered_dir or self.root / layout.SUPERLINK_ACL_DIR.lstrip("/")).iterdir():
             content = delivered.read_text()
             if delivered.stem in acl and "allow " in content:
                 content = "".join(f"allow {s};\n" for s in acl[delivered.stem]) + "deny all;\n"
             (acl_dir / delivered.name).write_text(content)
+
+    def proxy_conf(self, acl: dict[str, list[str]]) -> Path:
+        """The rendered nginx conf with paths and ports moved into the test, allow lists as in `write_acl`."""
+        text = self.files["/etc/nginx/superlink-proxy.conf"]
+        run = self.root / "run"
+        run.mkdir(exist_ok=True)
+        acl_dir = self.root / "acl"
+        self.write_acl(acl)
         assert f"listen {PUBLIC_PORT} ssl;" in text
         text = text.replace(f"listen {PUBLIC_PORT} ssl;", f"listen 127.0.0.1:{self.public} ssl;")
         text = text.replace(f"127.0.0.1:{LOOPBACK_PORT}", f"127.0.0.1:{self.loopback}")
@@ -212,13 +217,18 @@ class SuperLinkSite:
         conf.write_text(text)
         return conf
 
-    def start_proxy(self, procs: Processes, acl: dict[str, list[str]]) -> None:
+    def start_proxy(self, procs: Processes, acl: dict[str, list[str]], probe_from: str = "127.0.0.1") -> None:
         conf = self.proxy_conf(acl)
-        argv = ["nginx", "-e", "stderr", "-p", str(self.root), "-c", str(conf)]
-        check = subprocess.run([*argv, "-t"], capture_output=True, text=True, check=False)
+        self.nginx = ["nginx", "-e", "stderr", "-p", str(self.root), "-c", str(conf)]
+        check = subprocess.run([*self.nginx, "-t"], capture_output=True, text=True, check=False)
         assert check.returncode == 0, check.stderr
-        procs.start("proxy", [*argv, "-g", "daemon off;"], {"PATH": "/usr/sbin:/usr/bin:/bin"})
-        wait_for(lambda: https_ok(self.public, self.ca, source="127.0.0.1"), "the proxy")
+        procs.start("proxy", [*self.nginx, "-g", "daemon off;"], {"PATH": "/usr/sbin:/usr/bin:/bin"})
+        wait_for(lambda: https_ok(self.public, self.ca, source=probe_from), "the proxy")
+
+    def reload_proxy(self) -> None:
+        """What nina-deliver's reload:superlink-proxy.service does after new allow lists."""
+        subprocess.run([*self.nginx, "-s", "reload"], check=True, capture_output=True)
+        time.sleep(1.5)  # nginx swaps workers asynchronously
 
     def run_command(self, command: str, home: Path) -> subprocess.CompletedProcess[str]:
         """A register-*/unregister command string exactly as pulumi runs it on the SuperLink host, paths and port moved."""
