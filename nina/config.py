@@ -7,10 +7,11 @@ Components receive these dataclasses, never raw dicts.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -506,7 +507,7 @@ def _parse_federations(r: _Reader, raw: Any, hosts: Mapping[str, Host], orgs: Ma
         d = r.mapping(
             body,
             path,
-            ("type", "superlink_host", "vpn_host", "vpn_client_range", "isolation", "num_partitions", "runtime_dependency_installation", "archived", "simulation", "members", "revoked"),
+            ("type", "superlink_host", "vpn_host", "vpn_client_range", "isolation", "num_partitions", "runtime_dependency_installation", "archived", "archived_membership", "simulation", "members", "revoked"),
         )
         ftype = r.choice(d, "type", path, FEDERATION_TYPES)
         superlink = _host_with_role(r, d, "superlink_host", path, hosts, "superlink")
@@ -578,6 +579,7 @@ def _parse_federations(r: _Reader, raw: Any, hosts: Mapping[str, Host], orgs: Ma
             if sn.partition_id in seen_partitions:
                 r.problem(where, f"{sn.partition_id} is already used by SuperNode {seen_partitions[sn.partition_id]}")
             seen_partitions.setdefault(sn.partition_id, sn.name)
+        _check_archived(r, d, path, name, supernodes)
         feds[name] = Federation(
             name=name,
             type=ftype,
@@ -627,6 +629,30 @@ def _parse_revoked(r: _Reader, raw: Any, path: str) -> tuple[Revocation, ...]:
             r.problem(f"{p}.serial", "is listed twice")
         out.append(Revocation(org, serial, r.string(d, "reason", p, "unspecified")))
     return tuple(out)
+
+
+def membership_fingerprint(supernodes: Iterable[SuperNode]) -> str:
+    """What an archived federation freezes: its members, their SuperNodes, partitions, keys and hosts."""
+    rows = sorted(f"{sn.organisation}/{sn.name}/{sn.partition_id}/{sn.public_key or GENERATE}/{sn.host or ''}" for sn in supernodes)
+    return "sha256:" + hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def _check_archived(r: _Reader, d: dict[str, Any], path: str, name: str, supernodes: list[SuperNode]) -> None:
+    """`archived: true` freezes membership. The config has no history, so the stack file records what was frozen
+    (`archived_membership`, a fingerprint of the lists) and any later change to the lists is an error."""
+    now = membership_fingerprint(supernodes)
+    recorded = d.get("archived_membership")
+    if d.get("archived") is True:
+        if recorded is None:
+            r.problem(f"{path}.archived_membership", f"is required with archived: true: it freezes the member and SuperNode lists; set it to {now!r} (the lists as they are now)")
+        elif recorded != now:
+            r.problem(
+                f"{path}.members",
+                f"federation {name} is archived: its member and SuperNode lists may no longer change (they now give {now}, "
+                f"archived_membership records {recorded}); set archived: false first to change them",
+            )
+    elif recorded is not None:
+        r.problem(f"{path}.archived_membership", "is only meaningful with archived: true")
 
 
 def _host_with_role(r: _Reader, d: dict[str, Any], key: str, path: str, hosts: Mapping[str, Host], role: str) -> str | None:
