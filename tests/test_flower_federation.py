@@ -1,0 +1,166 @@
+"""Federations as code (issue 4): registration per SuperNode touches only that SuperNode, the researchers' flwr
+config, SuperNode confs, archived federations, and the superlink/supernode role files."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from components import federation
+from conftest import ROOT, Preview, config_of, nina_command, problems, raw_config
+from nina import layout
+from nina.config import membership_fingerprint
+
+COMMAND = "command:remote:Command"
+
+
+def _evaluations(roots: list[Path]) -> list[dict[tuple[str, str], Any]]:
+    """`nina preview --json --show-secrets` of the test stack in each project dir, concurrently (one evaluation per
+    process): (type, name) -> inputs. Secrets shown so the delivery payloads can be compared; placeholders are
+    deterministic without --materialize."""
+    procs = [
+        subprocess.Popen(nina_command("preview", "--stack", "test", "--json", "--show-secrets", "--cwd", str(r)), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in roots
+    ]
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+        out.append({(r["type"], r["name"]): r["inputs"] for r in json.loads(stdout)["resources"]})
+    return out
+
+
+def _changes(before: Mapping[tuple[str, str], Any], after: Mapping[tuple[str, str], Any]) -> set[str]:
+    keys = set(before) | set(after)
+    return {f"{t}::{n}" for t, n in keys if before.get((t, n)) != after.get((t, n))}
+
+
+def _members(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes: list[dict[str, Any]] = cfg["nina:federations"]["test-fl"]["members"]["org-a"]["supernodes"]
+    return nodes
+
+
+def test_adding_or_removing_a_supernode_touches_only_that_supernode(project_copy: Callable[[str, Mapping[str, Any]], Path]) -> None:
+    base = raw_config("test")
+    added = copy.deepcopy(base)
+    _members(added).append({"name": "sn3", "partition_id": 2, "host": "org-a-sn1", "public_key": "generate", "port": 9096})
+    added["nina:federations"]["test-fl"]["num_partitions"] = 3
+    removed = copy.deepcopy(base)
+    del _members(removed)[1]
+    roots = []
+    for cfg in (base, added, removed):
+        root = project_copy("test", cfg)
+        # each evaluation needs its own project dir: copy the stack file written by the fixture
+        own = root.parent / f"{root.name}-{len(roots)}"
+        own.mkdir()
+        for f in ("Pulumi.yaml", "Pulumi.test.yaml"):
+            (own / f).write_text((root / f).read_text())
+        (own / "__main__.py").symlink_to(ROOT / "__main__.py")
+        roots.append(own)
+    try:
+        before, after_add, after_remove = _evaluations(roots)
+    finally:
+        for own in roots:
+            for f in own.iterdir():
+                f.unlink()
+            own.rmdir()
+    assert _changes(before, after_add) == {
+        f"{COMMAND}::register-test-fl-sn3",
+        "tls:index/privateKey:PrivateKey::supernode-test-fl-sn3",
+        f"{COMMAND}::deliver-org-a-sn1",  # sn3's key and supernode.conf (and num-partitions=3 for its neighbours)
+    }
+    assert _changes(before, after_remove) == {
+        f"{COMMAND}::register-test-fl-sn2",
+        "tls:index/privateKey:PrivateKey::supernode-test-fl-sn2",
+        f"{COMMAND}::deliver-org-a-sn1",
+    }
+    # The delivery of the host that runs it now enables the new instance.
+    payload = json.loads(after_add[(COMMAND, "deliver-org-a-sn1")]["stdin"])
+    units = {u for f in payload["files"] for u in f["units"]}
+    assert "enable:supernode@sn3.service" in units
+
+
+def test_registration_commands_run_on_the_superlink_host_against_loopback(materialized: dict[str, Preview]) -> None:
+    preview = materialized["test"]  # the connection holds the operators' key: secret, shown here
+    for sn in ("sn1", "sn2"):
+        cmd = preview.named(COMMAND, f"register-test-fl-{sn}")
+        inputs = cmd["inputs"]
+        assert inputs["connection"]["host"] == "10.40.1.20"  # the superlink host, through the jump host
+        assert f"127.0.0.1:{federation.LOOPBACK_PORT}" in inputs["create"] and layout.CA_PEM in inputs["create"]
+        assert "flwr supernode register" in inputs["create"] and "already in use" in inputs["create"]
+        assert "flwr supernode unregister" in inputs["delete"]
+        assert inputs["triggers"], "a new public key must re-register"
+    for script in (federation.register_command("ecdsa-sha2-nistp384 AAAA"), federation.unregister_command("ecdsa-sha2-nistp384 AAAA")):
+        check = subprocess.run(["shellcheck", "-s", "bash", "-"], input=script, capture_output=True, text=True, check=False)
+        assert check.returncode == 0, check.stdout
+
+
+def test_researcher_flwr_config(previews: dict[str, Preview]) -> None:
+    for stack, preview in previews.items():
+        outputs = preview.data["outputs"]
+        parsed = tomllib.loads(outputs["flwr_config_toml"])
+        for fed in preview.cfg.federations:
+            entry = parsed["superlink"][fed]
+            assert entry == outputs["flwr_connections"][fed]
+            assert entry["address"] == f"superlink-{fed}.{preview.cfg.dns.internal_domain}:9092"
+            assert entry["root-certificates"] == layout.CA_PEM
+        assert parsed["superlink"]["default"] in preview.cfg.federations, stack
+
+
+def test_supernode_conf_quotes_strings_for_flower(previews: dict[str, Preview]) -> None:
+    cfg = previews["uat"].cfg
+    fed = cfg.federations["uat-cardiac"]
+    ob = next(sn for sn in fed.supernodes if sn.name == "ob-sn1")
+    assert federation.node_config(fed, ob) == 'partition-id=1 num-partitions=2 data-path="/media/data/cardiac"'
+    conf = federation.supernode_conf(cfg, fed, ob)
+    assert "SUPERLINK=superlink-uat-cardiac.uat.nina.internal:9092\n" in conf
+    assert f"AUTH_SUPERNODE_PRIVATE_KEY={layout.supernode_key('ob-sn1')}\n" in conf and "ISOLATION=process\n" in conf
+
+
+def test_archived_federation_freezes_membership() -> None:
+    cfg = raw_config("test")
+    fed = cfg["nina:federations"]["test-fl"]
+    fed["archived"] = True
+    missing = problems(cfg)
+    assert len(missing) == 1 and missing[0].startswith("nina:federations.test-fl.archived_membership: is required with archived: true")
+    frozen = membership_fingerprint(config_of("test").federations["test-fl"].supernodes)
+    assert repr(frozen) in missing[0]
+    fed["archived_membership"] = frozen
+    assert problems(cfg) == []
+    _members(cfg).append({"name": "sn3", "partition_id": 1, "host": "org-a-sn1", "public_key": "generate", "port": 9096})
+    del _members(cfg)[1]
+    changed = problems(cfg)
+    assert len(changed) == 1 and "federation test-fl is archived: its member and SuperNode lists may no longer change" in changed[0]
+    assert changed[0].startswith("nina:federations.test-fl.members:")
+    fed["archived"] = False
+    assert problems(cfg) == ["nina:federations.test-fl.archived_membership: is only meaningful with archived: true"]
+
+
+def test_archived_federation_stops_its_nectar_supernodes_and_runs() -> None:
+    import dataclasses
+
+    cfg = config_of("test")
+    archived = dataclasses.replace(cfg.federations["test-fl"], archived=True)
+    cfg2 = dataclasses.replace(cfg, federations={"test-fl": archived})
+    delivered = list(federation.deliverables(cfg2, cfg2.hosts["org-a-sn1"]))
+    assert delivered == []  # no supernode.conf: nina-deliver disables supernode@sn1/sn2
+    acl = {d.path: d.content for d in federation.deliverables(cfg2, cfg2.hosts["superlink"])}
+    assert acl[f"{layout.SUPERLINK_ACL_DIR}/fleet.conf"] == "deny all;\n"
+    assert "\ndeny all;" in acl[f"{layout.SUPERLINK_ACL_DIR}/runs.conf"]
+
+
+def test_superlink_flags(previews: dict[str, Preview]) -> None:
+    test = previews["test"].hosts["superlink"].file("/etc/flwr/superlink/superlink.conf")["content"]
+    uat = previews["uat"].hosts["superlink"].file("/etc/flwr/superlink/superlink.conf")["content"]
+    assert "SUPERNODE_AUTH=1\n" in test and "RUNTIME_DEPENDENCY_INSTALLATION=0\n" in test and "SUPEREXEC_AUTH_SECRET_FILE=\n" in test
+    assert f"SUPEREXEC_AUTH_SECRET_FILE={layout.SUPERLINK_SUPEREXEC_SECRET}\n" in uat and "ISOLATION=process\n" in uat
+    uat_files = {f["path"] for f in previews["uat"].hosts["superlink"].write_files}
+    assert f"/etc/systemd/system/{layout.SUPEREXEC_UNIT}" in uat_files
+    unit = previews["test"].hosts["superlink"].file("/etc/systemd/system/superlink.service")["content"]
+    for line in ("User=superlink", "Restart=always", f"ConditionPathExists={layout.SERVER_TLS['superlink'].cert}", "ProtectSystem=strict", "FLWR_TELEMETRY_ENABLED=0"):
+        assert line in unit
