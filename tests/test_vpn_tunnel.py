@@ -41,6 +41,7 @@ from nina.evaluate import stack_config
 ROOT = Path(__file__).resolve().parents[1]
 STACK, FED, ORG, VPN_HOST = "uat", "uat-cardiac", "metro-north", "vpn"
 SERVER_IP, CLIENT_IP = "10.250.0.1", "10.250.0.2"  # the veth pair between the two namespaces (a /30 of our own)
+TCP_SERVER_IP, TCP_CLIENT_IP = "10.250.0.5", "10.250.0.6"  # a second site whose firewall drops UDP
 WAIT = 90  # generous upper bound for a state to appear; never asserted as a timing
 
 
@@ -137,6 +138,8 @@ class Lab:
     revoked_serial: int
     server_confs: dict[str, Path] = field(default_factory=dict)
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    user_data: dict[str, str] = field(default_factory=dict)  # the VPN host's write_files
 
     @property
     def fed(self) -> Any:
@@ -157,7 +160,9 @@ class Lab:
         self.processes.append(proc)
         return proc
 
-    def client(self, name: str, cert_pem: str, key: ec.EllipticCurvePrivateKey) -> tuple[subprocess.Popen[str], Path]:
+    def client(
+        self, name: str, cert_pem: str, key: ec.EllipticCurvePrivateKey, ns: str = "", remote: str = SERVER_IP
+    ) -> tuple[subprocess.Popen[str], Path]:
         """A site's VPN client host: the files client.conf names, beside it (§4.1.3.2)."""
         d = self.tmp / "sites" / name
         d.mkdir(parents=True)
@@ -166,9 +171,25 @@ class Lab:
         (d / "client.key").write_text(pem_key(key))
         (d / "client.key").chmod(0o600)
         (d / "tls-crypt.key").write_text(self.tls_crypt)
-        (d / "client.conf").write_text(openvpn.client_conf(self.cfg, self.fed, ORG, SERVER_IP, directory=str(d)))
+        (d / "client.conf").write_text(openvpn.client_conf(self.cfg, self.fed, ORG, remote, directory=str(d)))
         log = d / "openvpn.log"
-        return self.start(self.client_ns, d / "client.conf", log), log
+        return self.start(ns or self.client_ns, d / "client.conf", log), log
+
+    def namespace(self, name: str) -> str:
+        ns = f"{self.server_ns}-{name}"
+        run("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        in_ns(ns, "ip", "link", "set", "lo", "up")
+        return ns
+
+    def link(self, ns: str, here: str, there: str, prefix: int = 30) -> None:
+        """A veth pair from the VPN host's namespace (address `here`) to `ns` (address `there`)."""
+        a, b = f"v{len(self.namespaces)}a", f"v{len(self.namespaces)}b"
+        in_ns(self.server_ns, "ip", "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns)
+        in_ns(self.server_ns, "ip", "addr", "add", f"{here}/{prefix}", "dev", a)
+        in_ns(self.server_ns, "ip", "link", "set", a, "up")
+        in_ns(ns, "ip", "addr", "add", f"{there}/{prefix}", "dev", b)
+        in_ns(ns, "ip", "link", "set", b, "up")
 
     def stop(self, proc: subprocess.Popen[str]) -> None:
         if proc.poll() is None:
@@ -256,6 +277,7 @@ def lab() -> Iterator[Lab]:
             lab_.rooted(d).mkdir(parents=True, exist_ok=True)
         cloud_config = yaml.safe_load((tmp / "out" / "hosts" / VPN_HOST / "cloud-config.yaml").read_text())
         written = {f["path"]: f["content"] for f in cloud_config["write_files"]}
+        lab_.user_data = written
         _veth(server_ns, client_ns)
         for inst in openvpn.instances(cfg.federations[FED]):
             conf = lab_.rooted(inst.conf)
@@ -270,7 +292,8 @@ def lab() -> Iterator[Lab]:
         if lab_ is not None:
             for proc in lab_.processes:
                 lab_.stop(proc)
-        for ns in (client_ns, server_ns):
+        extra = lab_.namespaces if lab_ is not None else []
+        for ns in (*extra, client_ns, server_ns):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -342,3 +365,118 @@ def test_certificate_without_ccd_file_is_refused(lab: Lab) -> None:
     key = new_key()
     cert = sign_client(lab.ca_cert_pem, lab.ca_key_pem, key, "stranger", secrets.randbits(63) | 1)
     _refused(lab, "stranger", cert, key, "--client-config-dir authentication failed for common name 'stranger'")
+
+
+# ------------------------------------------------------------------------------ routing and isolation (nftables)
+
+# Accepts TCP connections on the given ports and records "<port> <peer address>" lines.
+LISTENER = """
+import socket, sys, threading
+out = open(sys.argv[1], "a", buffering=1)
+def serve(host, port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen()
+    while True:
+        c, peer = s.accept()
+        out.write(f"{port} {peer[0]}\\n")
+        c.close()
+for p in sys.argv[3:]:
+    threading.Thread(target=serve, args=(sys.argv[2], int(p)), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+CONNECT = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()"
+
+
+def listen(lab: Lab, ns: str, address: str, *ports: int) -> Path:
+    seen = lab.tmp / f"seen-{ns}"
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, str(seen), address, *map(str, ports)], stdout=subprocess.PIPE, text=True
+    )
+    lab.processes.append(proc)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return seen
+
+
+def connects(ns: str, address: str, port: int) -> bool:
+    return in_ns(ns, sys.executable, "-c", CONNECT, address, str(port), check=False).returncode == 0
+
+
+def pings(ns: str, address: str) -> bool:
+    return in_ns(ns, "ping", "-c", "1", "-W", "3", address, check=False).returncode == 0
+
+
+@dataclass
+class Routed:
+    lab: Lab
+    superlink_ns: str
+    superlink_ip: str
+    superlink_seen: Path
+
+
+@pytest.fixture(scope="module")
+def routed(connected: tuple[Lab, Path]) -> Routed:
+    """The VPN host's real forwarding rules loaded in its namespace, with the SuperLink behind it. (On Nectar the
+    router sits between them and routes the VPN range back to the VPN host; here the VPN host's namespace is the
+    internal segment's gateway, which is the same path for a packet.)"""
+    lab, _ = connected
+    superlink = lab.cfg.hosts[lab.fed.superlink_host]
+    internal = lab.cfg.network.segments[superlink.segment]
+    ns = lab.namespace("sl")
+    lab.link(ns, str(internal.gateway), str(superlink.ip), internal.cidr.prefixlen)
+    in_ns(ns, "ip", "route", "add", str(lab.fed.vpn_client_range), "via", str(internal.gateway))
+    rules = lab.tmp / "vpn-forward.nft"
+    rules.write_text(lab.user_data["/etc/nina/vpn-forward.nft"])
+    in_ns(lab.server_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")  # per namespace: the host's own stays as it was
+    in_ns(lab.server_ns, "nft", "-f", str(rules))
+    in_ns(lab.server_ns, "nft", "-f", str(rules))  # re-loadable: the unit's restart replaces the table
+    seen = listen(lab, ns, str(superlink.ip), 9092, 8443)
+    return Routed(lab, ns, str(superlink.ip), seen)
+
+
+def test_site_reaches_the_superlink_with_its_own_address(routed: Routed) -> None:
+    lab = routed.lab
+    offset = openvpn.client_offsets(lab.fed, openvpn.clients(lab.cfg, lab.fed))[ORG]
+    site = openvpn.instances(lab.fed)[0].address(offset)
+    assert connects(lab.client_ns, routed.superlink_ip, 9092)
+    # Routed, not masqueraded: the SuperLink (and its security group) sees the organisation's fixed address.
+    wait_for(lambda: f"9092 {site}" in (routed.superlink_seen.read_text() if routed.superlink_seen.exists() else ""), "the SuperLink to log the site")
+    assert pings(lab.client_ns, routed.superlink_ip)
+
+
+def test_site_reaches_no_other_nectar_port(routed: Routed) -> None:
+    assert not connects(routed.lab.client_ns, routed.superlink_ip, 8443)  # listening, but not for VPN sites
+
+
+def test_site_cannot_use_the_vpn_hosts_own_services(routed: Routed) -> None:
+    lab = routed.lab
+    udp = openvpn.instances(lab.fed)[0]
+    listen(lab, lab.server_ns, "0.0.0.0", 2222)
+    assert not connects(lab.client_ns, str(udp.server_address), 2222)
+    assert connects(lab.server_ns, "127.0.0.1", 2222)  # the listener is there
+    assert pings(lab.client_ns, str(udp.server_address))
+
+
+def test_tcp_fallback_and_sites_cannot_reach_each_other(routed: Routed) -> None:
+    """A second site whose firewall drops UDP falls back to TCP 443, gets its fixed TCP-range address, reaches the
+    SuperLink, and cannot reach the first site (traffic between sites' addresses is dropped on the VPN host)."""
+    lab = routed.lab
+    ns = lab.namespace("s2")
+    lab.link(ns, TCP_SERVER_IP, TCP_CLIENT_IP)
+    firewall = lab.tmp / "site2.nft"
+    firewall.write_text("table inet site {\n chain out {\n  type filter hook output priority filter;\n  udp dport 1194 drop\n }\n}\n")
+    in_ns(ns, "nft", "-f", str(firewall))
+    proc, log = lab.client("site2", lab.org_cert_pem, lab.site_key, ns=ns, remote=TCP_SERVER_IP)
+    try:
+        wait_for(lambda: "Initialization Sequence Completed" in log.read_text() or proc.poll() is not None, "the TCP fallback", log.read_text)
+        assert "Initialization Sequence Completed" in log.read_text(), log.read_text()
+        udp, tcp = openvpn.instances(lab.fed)
+        offset = openvpn.client_offsets(lab.fed, openvpn.clients(lab.cfg, lab.fed))[ORG]
+        assert f"{tcp.address(offset)}/{tcp.network.prefixlen}" in in_ns(ns, "ip", "-4", "-o", "addr", "show").stdout
+        assert connects(ns, routed.superlink_ip, 9092)
+        assert not pings(ns, str(udp.address(offset)))  # the first site, connected over UDP
+        assert not pings(lab.client_ns, str(tcp.address(offset)))
+    finally:
+        lab.stop(proc)
