@@ -53,6 +53,7 @@ def outputs(cfg: StackConfig, pki: Pki, hosts: dict[str, Host]) -> dict[str, Any
             "server": hosts[fed.vpn_host].public_ip,
             "remotes": [{"port": i.port, "proto": i.proto} for i in insts],
             "verify_x509_name": openvpn.server_name(cfg, fed),
+            "ca_cert_pem": pki.ca_cert_pem,
             "tls_crypt_key": pulumi.Output.secret(pki.tls_crypt[fed.name]),
             "clients": clients,
         }

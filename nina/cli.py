@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write each host's exact user-data to DIR/hosts/<host>/user-data")
     p.add_argument("--cwd", help="project directory (default: the current one or a parent)")
     p.set_defaults(func=preview)
+    from nina import bundle
+
+    bundle.add_parser(sub)  # nina bundle --stack S --org O --out DIR: an on-premises site's SuperNode bundle
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from nina import layout, names
 from nina.config import Federation, StackConfig
@@ -214,3 +215,27 @@ def client_conf(
         "verb 3",
     ]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class SiteFile:
+    content: str
+    mode: str  # octal
+
+
+def site_files(
+    cfg: StackConfig, fed: Federation, org: str, output: Mapping[str, Any], remote: str | None = None, directory: str = CLIENT_DIR
+) -> dict[str, SiteFile]:
+    """The VPN part of a site's bundle: file name (in `directory` on the site's VPN client host) -> content.
+
+    `output` is the stack output `vpn.<federation>` (components/vpn.py, with --show-secrets for the tls-crypt key).
+    client.key is never included: a site that sent a CSR has its own; a generated key is handed over separately
+    from `pulumi stack output --show-secrets vpn` (README: VPN), so a copied bundle alone cannot join the VPN.
+    """
+    client = output["clients"][org]
+    return {
+        "client.conf": SiteFile(client_conf(cfg, fed, org, remote or output["server"], directory), "0644"),
+        "ca.crt": SiteFile(output["ca_cert_pem"], "0644"),
+        "client.crt": SiteFile(client["cert_pem"], "0644"),
+        "tls-crypt.key": SiteFile(output["tls_crypt_key"], "0600"),
+    }

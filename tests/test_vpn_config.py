@@ -249,3 +249,19 @@ def test_client_conf_for_the_on_premises_organisation() -> None:
     assert d["data-ciphers"] == [":".join(openvpn.DATA_CIPHERS)]
     with pytest.raises(ValueError, match="not an on-premises member"):
         openvpn.client_conf(cfg, fed, "org-b", "203.0.113.7")
+
+
+def test_site_files_hold_no_private_key() -> None:
+    cfg = config_of("uat")
+    fed = cfg.federations["uat-cardiac"]
+    output = {
+        "server": "203.0.113.7",
+        "ca_cert_pem": "CA",
+        "tls_crypt_key": "TLS-CRYPT",
+        "clients": {"metro-north": {"cert_pem": "CERT", "key": "generated", "key_pem": "PRIVATE"}},
+    }
+    files = openvpn.site_files(cfg, fed, "metro-north", output)
+    assert set(files) == {"client.conf", "ca.crt", "client.crt", "tls-crypt.key"}
+    assert "PRIVATE" not in str(files)
+    assert files["tls-crypt.key"].mode == "0600" and files["client.crt"].content == "CERT"
+    assert "remote 203.0.113.7 1194 udp" in files["client.conf"].content

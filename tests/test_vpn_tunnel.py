@@ -140,6 +140,7 @@ class Lab:
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     user_data: dict[str, str] = field(default_factory=dict)  # the VPN host's write_files
+    output: dict[str, Any] = field(default_factory=dict)  # the stack output vpn.<federation>
 
     @property
     def fed(self) -> Any:
@@ -166,12 +167,14 @@ class Lab:
         """A site's VPN client host: the files client.conf names, beside it (§4.1.3.2)."""
         d = self.tmp / "sites" / name
         d.mkdir(parents=True)
-        (d / "ca.crt").write_text(self.ca_cert_pem)
-        (d / "client.crt").write_text(cert_pem)
+        # The bundle's VPN files from the stack output, as the operator hands them to the site ...
+        for file_name, f in openvpn.site_files(self.cfg, self.fed, ORG, self.output, remote=remote, directory=str(d)).items():
+            (d / file_name).write_text(f.content)
+            (d / file_name).chmod(int(f.mode, 8))
+        # ... plus what the site holds itself: its key (and, for the attackers below, another certificate).
         (d / "client.key").write_text(pem_key(key))
         (d / "client.key").chmod(0o600)
-        (d / "tls-crypt.key").write_text(self.tls_crypt)
-        (d / "client.conf").write_text(openvpn.client_conf(self.cfg, self.fed, ORG, remote, directory=str(d)))
+        (d / "client.crt").write_text(cert_pem)
         log = d / "openvpn.log"
         return self.start(ns or self.client_ns, d / "client.conf", log), log
 
@@ -278,6 +281,7 @@ def lab() -> Iterator[Lab]:
         cloud_config = yaml.safe_load((tmp / "out" / "hosts" / VPN_HOST / "cloud-config.yaml").read_text())
         written = {f["path"]: f["content"] for f in cloud_config["write_files"]}
         lab_.user_data = written
+        lab_.output = data["outputs"]["vpn"][FED]
         _veth(server_ns, client_ns)
         for inst in openvpn.instances(cfg.federations[FED]):
             conf = lab_.rooted(inst.conf)
