@@ -186,7 +186,8 @@ def connections(cfg: StackConfig) -> dict[str, dict[str, object]]:
     for fed in cfg.federations.values():
         entry: dict[str, object] = {"address": superlink_address(cfg, fed), "root-certificates": layout.CA_PEM}
         if fed.type == "simulation":
-            entry["options.num-supernodes"] = fed.simulation_supernodes
+            # flwr 1.41 still reads this (with a deprecation warning) as the number of simulated SuperNodes.
+            entry["options"] = {"num-supernodes": fed.simulation_supernodes}
         out[fed.name] = entry
     return out
 
@@ -199,7 +200,10 @@ def config_toml(cfg: StackConfig) -> str:
     for name, entry in connections(cfg).items():
         lines += ["", f"[superlink.{name}]"]
         for key, value in entry.items():
-            lines.append(f"{key} = {value}" if isinstance(value, int) else f'{key} = "{value}"')
+            if isinstance(value, dict):
+                lines += [f"{key}.{k} = {v}" for k, v in value.items()]
+            else:
+                lines.append(f'{key} = "{value}"')
     return "\n".join(lines) + "\n"
 
 

@@ -164,3 +164,26 @@ def test_superlink_flags(previews: dict[str, Preview]) -> None:
     unit = previews["test"].hosts["superlink"].file("/etc/systemd/system/superlink.service")["content"]
     for line in ("User=superlink", "Restart=always", f"ConditionPathExists={layout.SERVER_TLS['superlink'].cert}", "ProtectSystem=strict", "FLWR_TELEMETRY_ENABLED=0"):
         assert line in unit
+
+
+def test_simulation_federation() -> None:
+    """A simulation federation: SuperLink with --simulation (Ray extra), no SuperNode auth, no Fleet API for anyone,
+    and researchers get the number of simulated SuperNodes in their connection."""
+    from cloudinit.render import cloud_config
+    from nina.config import parse
+
+    from conftest import encode
+
+    raw = raw_config("test")
+    raw["nina:hosts"]["sim"] = {"segment": "internal", "ip": "10.40.1.40", "flavor": "m3.large", "roles": ["superlink"], "volume_gb": 20}
+    raw["nina:federations"]["sim-fl"] = {"type": "simulation", "superlink_host": "sim", "simulation": {"supernodes": 5}}
+    cfg = parse(encode(raw))
+    files = {f["path"]: f["content"] for f in cloud_config(cfg, cfg.hosts["sim"])["write_files"]}
+    conf = files["/etc/flwr/superlink/superlink.conf"]
+    assert "SIMULATION=1\n" in conf and "SUPERNODE_AUTH=0\n" in conf
+    assert '"flwr[simulation]==1.41.0"' in files["/usr/local/lib/nina/bootstrap/10-superlink.sh"]
+    acl = {d.path: d.content for d in federation.deliverables(cfg, cfg.hosts["sim"])}
+    assert acl[f"{layout.SUPERLINK_ACL_DIR}/fleet.conf"] == "deny all;\n"
+    parsed = tomllib.loads(federation.config_toml(cfg))
+    assert parsed["superlink"]["sim-fl"]["options"] == {"num-supernodes": 5}
+    assert parsed["superlink"]["sim-fl"] == federation.connections(cfg)["sim-fl"]
