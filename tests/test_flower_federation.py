@@ -52,7 +52,7 @@ def test_adding_or_removing_a_supernode_touches_only_that_supernode(project_copy
     added["nina:federations"]["test-fl"]["num_partitions"] = 3
     removed = copy.deepcopy(base)
     del _members(removed)[1]
-    roots = []
+    roots: list[Path] = []
     for cfg in (base, added, removed):
         root = project_copy("test", cfg)
         # each evaluation needs its own project dir: copy the stack file written by the fixture
@@ -65,10 +65,10 @@ def test_adding_or_removing_a_supernode_touches_only_that_supernode(project_copy
     try:
         before, after_add, after_remove = _evaluations(roots)
     finally:
-        for own in roots:
-            for f in own.iterdir():
-                f.unlink()
-            own.rmdir()
+        for project in roots:
+            for child in project.iterdir():
+                child.unlink()
+            project.rmdir()
     assert _changes(before, after_add) == {
         f"{COMMAND}::register-test-fl-sn3",
         "tls:index/privateKey:PrivateKey::supernode-test-fl-sn3",
@@ -149,7 +149,7 @@ def test_archived_federation_stops_its_nectar_supernodes_and_runs() -> None:
     cfg2 = dataclasses.replace(cfg, federations={"test-fl": archived})
     delivered = list(federation.deliverables(cfg2, cfg2.hosts["org-a-sn1"]))
     assert delivered == []  # no supernode.conf: nina-deliver disables supernode@sn1/sn2
-    acl = {d.path: d.content for d in federation.deliverables(cfg2, cfg2.hosts["superlink"])}
+    acl = {d.path: str(d.content) for d in federation.deliverables(cfg2, cfg2.hosts["superlink"])}
     assert acl[f"{layout.SUPERLINK_ACL_DIR}/fleet.conf"] == "deny all;\n"
     assert "\ndeny all;" in acl[f"{layout.SUPERLINK_ACL_DIR}/runs.conf"]
 
