@@ -1,0 +1,414 @@
+"""The notebook fragment (manual §4.1.2.11-15, §4.1.2.17.2): JupyterHub with Keycloak login and DockerSpawner.
+
+jupyterhub_config.py is compiled and executed against a recording `c` (the way JupyterHub's loader runs it), its
+hooks are called, and the values are checked against the realm the iam fragment imports, the port table and
+nina/layout.py. With a JupyterHub environment at hand (NINA_JUPYTERHUB_VENV or .venv-jupyterhub, built with the
+bootstrap's pins) every setting is also checked to be a real trait. The container guard is loaded by nft in a
+network namespace and probed from a second one; units go through `systemd-analyze verify`, the bootstrap through
+shellcheck.
+"""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from nina import layout, names
+from nina.ports import PORTS
+from nina.roles import ROLES, SYSTEM_GROUP
+from tests.conftest import ROOT, Preview
+
+BOOTSTRAP = "<bootstrap>"  # /usr/local/lib/nina/bootstrap/NN-notebook.sh (NN depends on the host's roles)
+CONFIG = "/etc/jupyterhub/config/jupyterhub_config.py"
+GUARD = "/etc/jupyterhub/container-guard.nft"
+DAEMON = "/etc/docker/daemon.json"
+UNIT = "/etc/systemd/system/jupyterhub.service"
+REALM = "/opt/keycloak/data/import/nina-realm.json"
+VENV = ROLES["notebook"].python_venv
+STATE = "/var/lib/nina/jupyterhub"
+PORT = {p.name: p for p in PORTS}
+
+
+def role_files(preview: Preview, role: str) -> dict[str, str]:
+    host = preview.cfg.the_host_with(role)
+    files = {f["path"]: f["content"] for f in preview.hosts[host.name].write_files}
+    scripts = [p for p in files if re.fullmatch(rf"/usr/local/lib/nina/bootstrap/\d\d-{role}\.sh", p)]
+    if scripts:
+        files[BOOTSTRAP] = files[scripts[0]]
+    return files
+
+
+def notebook_files(preview: Preview) -> dict[str, str]:
+    return role_files(preview, "notebook")
+
+
+class Section(dict[str, Any]):
+    """Attribute-style config like traitlets' Config: `c.JupyterHub.x = 1`, sections created on first access."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name[:1].isupper():
+            return self.setdefault(name, Section())
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+
+def load_config(preview: Preview) -> tuple[Section, dict[str, Any]]:
+    """Execute jupyterhub_config.py as JupyterHub would; return `c` and the file's namespace (its hooks)."""
+    source = notebook_files(preview)[CONFIG]
+    code = compile(source, CONFIG, "exec")  # what `python -m py_compile` does
+    c = Section()
+    namespace: dict[str, Any] = {"get_config": lambda: c, "__file__": CONFIG}
+    exec(code, namespace)  # noqa: S102 (our own rendered config)
+    return c, namespace
+
+
+def unit_values(text: str, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith(f"{key}=")]
+
+
+def bootstrap_network(preview: Preview) -> tuple[str, ipaddress.IPv4Network, ipaddress.IPv4Address]:
+    script = notebook_files(preview)[BOOTSTRAP]
+    m = re.search(r"docker network create --subnet (\S+) --gateway (\S+) .*?-o com\.docker\.network\.bridge\.name=(\S+)", script, re.S)
+    assert m, "the bootstrap creates the containers' network"
+    return m.group(3), ipaddress.IPv4Network(m.group(1)), ipaddress.IPv4Address(m.group(2))
+
+
+# ------------------------------------------------------------------------------------------------- the config
+
+
+def test_config_is_python_that_only_imports_the_standard_library(preview: Preview) -> None:
+    tree = ast.parse(notebook_files(preview)[CONFIG])
+    imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"os", "sys"}, "classes are named by entry point, so the config loads without the packages"
+
+
+def test_hub_listens_with_the_delivered_certificate(preview: Preview) -> None:
+    c, _ = load_config(preview)
+    hub = c.JupyterHub
+    assert hub.bind_url == f"https://0.0.0.0:{PORT['jupyterhub'].port}"
+    assert (hub.ssl_cert, hub.ssl_key) == (layout.SERVER_TLS["notebook"].cert, layout.SERVER_TLS["notebook"].key)
+    assert hub.cookie_secret_file.startswith(STATE + "/") and hub.db_url == f"sqlite:///{STATE}/jupyterhub.sqlite"
+    assert c.ConfigurableHTTPProxy.command == ["/usr/local/bin/configurable-http-proxy"]
+
+
+def test_login_through_keycloak(preview: Preview) -> None:
+    cfg = preview.cfg
+    c, _ = load_config(preview)
+    oauth = c.GenericOAuthenticator
+    assert c.JupyterHub.authenticator_class == "generic-oauth"
+    assert oauth.client_id == "jupyterhub"
+    public = f"https://keycloak.{cfg.dns.public_domain}/realms/nina/protocol/openid-connect"
+    internal = f"https://{names.fqdn(cfg, 'keycloak')}:{PORT['keycloak'].port}/realms/nina/protocol/openid-connect"
+    assert oauth.authorize_url == public + "/auth"
+    assert (oauth.token_url, oauth.userdata_url) == (internal + "/token", internal + "/userinfo")
+    assert oauth.http_request_kwargs == {"ca_certs": layout.CA_PEM}
+    # The port table lets the notebook host reach Keycloak directly: the backchannel is allowed.
+    assert "notebook" in PORT["keycloak"].sources
+    assert oauth.manage_groups is True and oauth.enable_auth_state is True
+    assert "client_secret" not in oauth, "the secret comes from $OAUTH_CLIENT_SECRET"
+    assert "OAUTH_CLIENT_SECRET" in layout.SERVICE_ENV_VARS["jupyterhub"]
+
+
+def test_config_matches_the_realm(preview: Preview) -> None:
+    """What the hub asks for is what the iam fragment's realm grants (they may sit on different hosts)."""
+    c, _ = load_config(preview)
+    oauth = c.GenericOAuthenticator
+    realm = json.loads(role_files(preview, "iam")[REALM])
+    (client,) = [cl for cl in realm["clients"] if cl["clientId"] == oauth.client_id]
+    assert client["redirectUris"] == [oauth.oauth_callback_url]
+    assert oauth.oauth_callback_url == f"https://flhub.{preview.cfg.dns.public_domain}/hub/oauth_callback"
+    groups = {g["name"] for g in realm["groups"]}
+    assert oauth.allowed_groups <= groups and oauth.admin_groups <= groups and "nina-researchers" in oauth.allowed_groups
+    assert client["protocolMappers"][0]["config"]["claim.name"] == "groups"
+    logout = oauth.logout_redirect_url
+    assert logout.startswith(oauth.authorize_url.removesuffix("/auth") + "/logout?client_id=jupyterhub&")
+    allowed_after_logout = client["attributes"]["post.logout.redirect.uris"]
+    assert re.fullmatch(re.escape(allowed_after_logout).replace(r"\*", ".*"), logout.split("post_logout_redirect_uri=")[1])
+
+
+def test_spawner(preview: Preview) -> None:
+    c, _ = load_config(preview)
+    docker = c.DockerSpawner
+    bridge, subnet, gateway = bootstrap_network(preview)
+    assert c.JupyterHub.spawner_class == "docker"
+    assert re.fullmatch(r"quay\.io/jupyter/[a-z-]+-notebook:\d{4}-\d{2}-\d{2}", docker.image), "a dated tag, never latest"
+    assert f"docker pull -q {docker.image} " in notebook_files(preview)[BOOTSTRAP]
+    assert docker.network_name == bridge and docker.use_internal_ip is True and docker.remove is True
+    volumes = docker.volumes
+    assert volumes[layout.CA_PEM] == {"bind": layout.CA_PEM, "mode": "ro"}
+    assert volumes[STATE + "/users/{username}"] == docker.notebook_dir
+    # The hub API listens on the bridge's gateway, where the containers find it.
+    m = re.fullmatch(r"http://([\d.]+):(\d+)", c.JupyterHub.hub_bind_url)
+    assert m and ipaddress.IPv4Address(m.group(1)) == gateway and gateway in subnet
+    assert docker.environment["FLWR_TELEMETRY_ENABLED"] == "0"
+
+
+def test_hooks(preview: Preview, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spawn hooks, called: a per-user directory on the state volume, internal names from /etc/hosts."""
+    cfg = preview.cfg
+    c, namespace = load_config(preview)
+    namespace["STATE"] = str(tmp_path)
+    chowned: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(os, "chown", lambda path, uid, gid: chowned.append((path, uid, gid)))
+    spawner = SimpleNamespace(escaped_name="alice-40example-2eorg")
+    c.DockerSpawner.pre_spawn_hook(spawner)
+    work = tmp_path / "users" / "alice-40example-2eorg"
+    assert work.is_dir() and (work.stat().st_mode & 0o7777) == 0o2770
+    assert chowned == [(str(work), -1, 100)]  # docker-stacks images run as jovyan, group users (100)
+
+    hosts = "127.0.0.1 localhost\n# BEGIN nina-fl (managed by pulumi, do not edit)\n" + names.hosts_block(cfg) + "# END nina-fl\n"
+    namespace["open"] = lambda path, *a, **k: __import__("io").StringIO(hosts) if path == "/etc/hosts" else open(path, *a, **k)
+    extra = c.DockerSpawner.extra_host_config(spawner)
+    for fed in cfg.federations.values():
+        alias = names.fqdn(cfg, names.superlink_alias(fed))
+        assert extra["extra_hosts"][alias] == str(cfg.hosts[fed.superlink_host].ip)
+    assert "localhost" not in extra["extra_hosts"]
+    assert extra["cap_drop"] == ["ALL"] and extra["security_opt"] == ["no-new-privileges"]
+
+
+def test_idle_culler_has_only_the_scopes_it_needs(preview: Preview) -> None:
+    c, _ = load_config(preview)
+    (service,) = c.JupyterHub.services
+    (role,) = c.JupyterHub.load_roles
+    assert role["services"] == [service["name"]]
+    assert set(role["scopes"]) == {"list:users", "read:users:activity", "read:servers", "delete:servers"}
+
+
+def _jupyterhub_python() -> Path | None:
+    venv = os.environ.get("NINA_JUPYTERHUB_VENV") or str(ROOT / ".venv-jupyterhub")
+    python = Path(venv) / "bin" / "python"
+    return python if python.exists() else None
+
+
+_TRAIT_CHECK = """
+import json, sys
+from types import SimpleNamespace
+from traitlets.config.loader import PyFileConfigLoader
+from jupyterhub.app import JupyterHub
+from oauthenticator.generic import GenericOAuthenticator
+from dockerspawner import DockerSpawner
+import jupyterhub, oauthenticator, dockerspawner
+cfg = PyFileConfigLoader(sys.argv[1]).load_config()
+user = SimpleNamespace(name="alice", url="/user/alice/", escaped_name="alice")
+objects = {"JupyterHub": JupyterHub(config=cfg), "GenericOAuthenticator": GenericOAuthenticator(config=cfg),
+           "DockerSpawner": DockerSpawner(config=cfg, user=user)}
+unknown = [f"{s}.{k}" for s, o in objects.items() for k in cfg[s] if k not in o.trait_names()]
+versions = {m.__name__: m.__version__ for m in (jupyterhub, oauthenticator, dockerspawner)}
+print(json.dumps({"unknown": unknown, "versions": versions, "binds": objects["DockerSpawner"].volume_binds}))
+"""
+
+
+def test_every_setting_is_a_real_trait(preview: Preview, tmp_path: Path) -> None:
+    python = _jupyterhub_python()
+    if python is None:
+        pytest.skip("no JupyterHub environment (set NINA_JUPYTERHUB_VENV, pip install the bootstrap's pins)")
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(notebook_files(preview)[CONFIG])
+    result = subprocess.run([str(python), "-c", _TRAIT_CHECK, str(config)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["unknown"] == []
+    pins = dict(re.findall(r"([a-z-]+)==([\d.]+)", notebook_files(preview)[BOOTSTRAP]))
+    for package, version in report["versions"].items():
+        assert pins[package] == version, f"{package}: the environment is not the pinned one"
+    assert report["binds"][f"{STATE}/users/alice"] == {"bind": "/home/jovyan/work", "mode": "rw"}
+
+
+# ---------------------------------------------------------------------------------------------- host settings
+
+
+def test_unit_reads_the_delivered_files_and_gets_the_socket(preview: Preview) -> None:
+    unit = notebook_files(preview)[UNIT]
+    tls = layout.SERVER_TLS["notebook"]
+    assert set(unit_values(unit, "ConditionPathExists")) == {tls.cert, tls.key, layout.CA_PEM, layout.SERVICE_ENV["jupyterhub"]}
+    assert unit_values(unit, "EnvironmentFile") == [layout.SERVICE_ENV["jupyterhub"]]
+    assert unit_values(unit, "User") == ["jupyterhub"] and unit_values(unit, "Group") == [SYSTEM_GROUP]
+    assert tls.owner == f"jupyterhub:{SYSTEM_GROUP}" and "jupyterhub.service" in tls.units
+    assert unit_values(unit, "SupplementaryGroups") == ["docker users"]
+    assert unit_values(unit, "ExecStart") == [f"{VENV}/bin/jupyterhub -f {CONFIG}"]
+    assert unit_values(unit, "ExecStartPre") == [f"+/usr/sbin/nft -f {GUARD}"]
+    assert unit_values(unit, "ReadWritePaths") == [STATE] == unit_values(unit, "WorkingDirectory")
+    assert "docker.service" in unit_values(unit, "Requires")[0].split()
+
+
+def test_docker_daemon_logs_to_the_journal(preview: Preview) -> None:
+    daemon = json.loads(notebook_files(preview)[DAEMON])
+    assert daemon == {"log-driver": "journald", "live-restore": True}  # manual 5.4: services log to the journal
+
+
+def test_container_network_overlaps_nothing(preview: Preview) -> None:
+    """The bridge must not shadow a segment, a VPN pool or Docker's own default bridge."""
+    _, subnet, _ = bootstrap_network(preview)
+    cfg = preview.cfg
+    taken = [s.cidr for s in cfg.network.segments.values()]
+    taken += [f.vpn_client_range for f in cfg.federations.values() if f.vpn_client_range]
+    taken.append(ipaddress.IPv4Network("172.17.0.0/16"))
+    assert not [t for t in taken if t.overlaps(subnet)]
+
+
+def test_bootstrap_pins(preview: Preview) -> None:
+    script = notebook_files(preview)[BOOTSTRAP]
+    (venv_line,) = [line for line in script.splitlines() if line.startswith("ensure_venv ")]
+    words = venv_line.split()
+    assert words[1] == VENV
+    assert all(re.fullmatch(r"[a-z-]+==\d+(\.\d+)+", w) for w in words[2:])
+    assert {w.split("==")[0] for w in words[2:]} >= {"jupyterhub", "oauthenticator", "dockerspawner"}
+    assert re.search(r"npm install -g .*configurable-http-proxy@\d+\.\d+\.\d+$", script, re.M)
+    assert "com.docker.network.bridge.enable_icc=false" in script
+
+
+def test_bootstrap_passes_shellcheck(preview: Preview, tmp_path: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed")
+    script = tmp_path / "notebook.sh"
+    script.write_text(notebook_files(preview)[BOOTSTRAP])
+    result = subprocess.run(["shellcheck", "-s", "bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def test_unit_passes_systemd_analyze_verify(preview: Preview, tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed")
+    stub = tmp_path / "jupyterhub"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    units = tmp_path / "units"
+    units.mkdir()
+    unit = units / "jupyterhub.service"
+    unit.write_text(notebook_files(preview)[UNIT].replace(f"{VENV}/bin/jupyterhub", str(stub)))
+    if not Path("/lib/systemd/system/docker.service").exists():
+        (units / "docker.service").write_text("[Unit]\nDescription=stub\n[Service]\nExecStart=/bin/true\n")
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    mine = [line for line in (result.stdout + result.stderr).splitlines() if str(units) in line or "jupyterhub" in line]
+    assert result.returncode == 0 and not mine, result.stderr
+
+
+# ------------------------------------------------------------------------------------- the container guard
+
+
+def test_guard_and_config_agree(preview: Preview) -> None:
+    c, _ = load_config(preview)
+    bridge, _, gateway = bootstrap_network(preview)
+    guard = notebook_files(preview)[GUARD]
+    port = c.JupyterHub.hub_bind_url.rsplit(":", 1)[1]
+    assert f'iifname "{bridge}" ip daddr {gateway} tcp dport {port} accept' in guard
+    assert guard.rstrip().splitlines()[-3].strip() == f'iifname "{bridge}" drop'
+
+
+def _root_with(*tools: str) -> bool:
+    return os.geteuid() == 0 and all(shutil.which(t) for t in tools)
+
+
+@pytest.mark.skipif(not _root_with("nft"), reason="nft -c needs root and nftables")
+def test_guard_passes_nft_check(preview: Preview, tmp_path: Path) -> None:
+    guard = tmp_path / "guard.nft"
+    guard.write_text(notebook_files(preview)[GUARD])
+    result = subprocess.run(["nft", "-c", "-f", str(guard)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    guard.write_text(guard.read_text().replace("ct state", "ct stat"))
+    assert subprocess.run(["nft", "-c", "-f", str(guard)], capture_output=True, timeout=60).returncode != 0
+
+
+@pytest.fixture
+def netns_pair() -> Iterator[tuple[str, str]]:
+    """Two network namespaces: "host" and "container", joined by a veth pair."""
+    tag = uuid.uuid4().hex[:6]
+    host, container = f"nina-h-{tag}", f"nina-c-{tag}"
+    for ns in (host, container):
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        yield host, container
+    finally:
+        for ns in (host, container):
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+_LISTEN = """
+import socket, sys, threading, time
+for port in map(int, sys.argv[2:]):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((sys.argv[1], port)); s.listen()
+    threading.Thread(target=lambda s=s: [s.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+_CONNECT = """
+import json, socket, sys
+result = {}
+for port in map(int, sys.argv[2:]):
+    try:
+        socket.create_connection((sys.argv[1], port), timeout=2).close(); result[port] = "open"
+    except OSError as exc:
+        result[port] = type(exc).__name__
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.skipif(not _root_with("nft", "ip"), reason="needs root, nftables and iproute2 (ip netns)")
+def test_guard_lets_containers_reach_only_the_hub_api(preview: Preview, netns_pair: tuple[str, str]) -> None:
+    """Loaded for real in a namespace standing for the host: a container-side peer reaches the hub API port and
+    nothing else the host listens on (here: Keycloak's management port 9000 and SSH)."""
+    host, container = netns_pair
+    bridge, subnet, gateway = bootstrap_network(preview)
+    c, _ = load_config(preview)
+    hub_port = int(c.JupyterHub.hub_bind_url.rsplit(":", 1)[1])
+    peer = str(next(ip for ip in subnet.hosts() if ip != gateway))
+
+    def run(ns: str, *cmd: str) -> None:
+        subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True, timeout=30)
+
+    subprocess.run(["ip", "link", "add", bridge, "netns", host, "type", "veth", "peer", "name", "eth0", "netns", container], check=True)
+    run(host, "ip", "addr", "add", f"{gateway}/{subnet.prefixlen}", "dev", bridge)
+    run(container, "ip", "addr", "add", f"{peer}/{subnet.prefixlen}", "dev", "eth0")
+    for ns, dev in ((host, bridge), (container, "eth0"), (host, "lo"), (container, "lo")):
+        run(ns, "ip", "link", "set", dev, "up")
+    guard = notebook_files(preview)[GUARD]
+    subprocess.run(["ip", "netns", "exec", host, "nft", "-f", "-"], input=guard, text=True, check=True, timeout=30)
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", host, sys.executable, "-c", _LISTEN, str(gateway), str(hub_port), "9000", "22"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        probe = subprocess.run(
+            ["ip", "netns", "exec", container, sys.executable, "-c", _CONNECT, str(gateway), str(hub_port), "9000", "22"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        reached = json.loads(probe.stdout)
+        assert reached == {str(hub_port): "open", "9000": "TimeoutError", "22": "TimeoutError"}
+        # Without the guard both would answer: the probe can tell the difference.
+        subprocess.run(["ip", "netns", "exec", host, "nft", "delete", "table", "inet", "nina_jupyter_guard"], check=True)
+        again = subprocess.run(
+            ["ip", "netns", "exec", container, sys.executable, "-c", _CONNECT, str(gateway), "9000"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert json.loads(again.stdout) == {"9000": "open"}
+    finally:
+        listener.kill()
+        listener.wait(timeout=10)
