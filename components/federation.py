@@ -119,7 +119,8 @@ def deliverables(cfg: StackConfig, host: HostConfig) -> Iterable[Deliverable]:
     fed_of = cfg.federation_of_superlink(host.name)
     if fed_of is not None:
         for path, content in acl_files(cfg, fed_of).items():
-            yield Deliverable(path, content, "root:root", "0644", (f"reload:{layout.SUPERLINK_PROXY_UNIT}",))
+            # reload-or-restart: a proxy that is down (first boot, a crash) is started rather than failing the delivery.
+            yield Deliverable(path, content, "root:root", "0644", (f"reload-or-restart:{layout.SUPERLINK_PROXY_UNIT}",))
 
 
 # ---------------------------------------------------------------------------------------- run-time registration
