@@ -164,6 +164,11 @@ class Lab:
     def client(
         self, name: str, cert_pem: str, key: ec.EllipticCurvePrivateKey, ns: str = "", remote: str = SERVER_IP
     ) -> tuple[subprocess.Popen[str], Path]:
+        d = self.site(name, cert_pem, key, remote)
+        log = d / "openvpn.log"
+        return self.start(ns or self.client_ns, d / "client.conf", log), log
+
+    def site(self, name: str, cert_pem: str, key: ec.EllipticCurvePrivateKey, remote: str = SERVER_IP) -> Path:
         """A site's VPN client host: the files client.conf names, beside it (§4.1.3.2)."""
         d = self.tmp / "sites" / name
         d.mkdir(parents=True)
@@ -175,8 +180,7 @@ class Lab:
         (d / "client.key").write_text(pem_key(key))
         (d / "client.key").chmod(0o600)
         (d / "client.crt").write_text(cert_pem)
-        log = d / "openvpn.log"
-        return self.start(ns or self.client_ns, d / "client.conf", log), log
+        return d
 
     def namespace(self, name: str) -> str:
         ns = f"{self.server_ns}-{name}"
@@ -482,5 +486,29 @@ def test_tcp_fallback_and_sites_cannot_reach_each_other(routed: Routed) -> None:
         assert connects(ns, routed.superlink_ip, 9092)
         assert not pings(ns, str(udp.address(offset)))  # the first site, connected over UDP
         assert not pings(lab.client_ns, str(tcp.address(offset)))
+    finally:
+        lab.stop(proc)
+
+
+def test_revocation_reaches_a_connected_site_at_renegotiation(routed: Routed) -> None:
+    """A serial delivered into the CRL directory while its site is connected: no restart, the next TLS
+    renegotiation (hourly by default; seconds here) refuses it."""
+    lab = routed.lab
+    ns = lab.namespace("s3")
+    lab.link(ns, "10.250.0.9", "10.250.0.10")
+    serial = secrets.randbits(63) | 1
+    cert = sign_client(lab.ca_cert_pem, lab.ca_key_pem, lab.site_key, ORG, serial)
+    conf = lab.site("renegotiating", cert, lab.site_key, remote="10.250.0.9") / "client.conf"
+    # TCP only (the UDP instance serves the connected metro-north session: one session per CN and instance)
+    conf.write_text(conf.read_text().replace("remote 10.250.0.9 1194 udp\n", "") + "reneg-sec 5\n")
+    log = conf.parent / "openvpn.log"
+    proc = lab.start(ns, conf, log)
+    tcp = openvpn.instances(lab.fed)[1]
+    try:
+        wait_for(lambda: "Initialization Sequence Completed" in log.read_text() or proc.poll() is not None, "the site to connect", log.read_text)
+        assert "Initialization Sequence Completed" in log.read_text(), log.read_text()
+        crl = lab.rooted(f"{openvpn.CRL_DIR}/{serial}")
+        crl.write_text(f"organisation={ORG} serial={openvpn.serial_hex(serial)} reason=test\n")
+        wait_for(lambda: f"serial={serial} is revoked" in lab.server_log(tcp), "the renegotiation to refuse the revoked site", lambda: lab.server_log(tcp)[-3000:])
     finally:
         lab.stop(proc)
