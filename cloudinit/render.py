@@ -39,6 +39,9 @@ BOOTSTRAP_DIR = "/usr/local/lib/nina/bootstrap"
 SIZE_LIMIT = 16 * 1024
 FLWR_VERSION = "1.41.0"
 
+# libyaml's parser when available (same documents, several times faster than the pure-Python one).
+_Loader = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES)),
     undefined=jinja2.StrictUndefined,
@@ -83,7 +86,7 @@ def fragments(host: Host) -> list[str]:
 
 
 def render_fragment(name: str, ctx: dict[str, Any]) -> tuple[list[str], list[RenderedFile], str | None]:
-    spec = yaml.safe_load(_env.get_template(f"{name}/fragment.yaml.j2").render(ctx)) or {}
+    spec = yaml.load(_env.get_template(f"{name}/fragment.yaml.j2").render(ctx), Loader=_Loader) or {}
     files = [
         RenderedFile(
             path=f["path"],
@@ -143,21 +146,32 @@ def _write_file(f: RenderedFile) -> dict[str, Any]:
     return {"path": f.path, "content": f.content, "owner": f.owner, "permissions": f.mode, "defer": True}
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+def _str_presenter(dumper: yaml.representer.SafeRepresenter, data: str) -> yaml.Node:
     # Multi-line file contents as literal blocks: the user-data stays readable in review.
     style = "|" if "\n" in data else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
-_Dumper.add_representer(str, _str_presenter)
+class _Dumper(yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper):  # type: ignore[misc]
+    """libyaml's emitter when PyYAML has it (its wheels do): a 140-host stack renders in well under a second instead
+    of ~10 s. With folding off (DUMP_OPTIONS) it emits exactly what the pure-Python emitter does (a test compares the
+    two), so user-data stays byte-identical on a machine without libyaml."""
+
+
+class _PyDumper(yaml.SafeDumper):
+    """The pure-Python emitter, the reference for that comparison."""
+
+
+for _dumper in (_Dumper, _PyDumper):
+    _dumper.add_representer(str, _str_presenter)
+
+# Unicode as itself (a "§" would otherwise turn a whole file into an escaped one-line string), and no line folding:
+# folded scalars are where libyaml and the Python emitter differ.
+DUMP_OPTIONS: dict[str, Any] = {"sort_keys": False, "width": 2**30, "allow_unicode": True}
 
 
 def cloud_config_text(cfg: StackConfig, host: Host) -> str:
-    body = yaml.dump(cloud_config(cfg, host), Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=False)
+    body = yaml.dump(cloud_config(cfg, host), Dumper=_Dumper, **DUMP_OPTIONS)
     return "#cloud-config\n" + body
 
 
