@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The project's test command (README "Tests"); CI runs exactly this through .ci/run. From a clean checkout it
+# installs the system tools the tests use as judges, creates the venv, type-checks, and runs the whole suite.
+# Extra arguments go to pytest, e.g. scripts/test.sh -k security_groups -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-system-deps.sh
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "test.sh: python3 >= 3.11 is required" >&2; exit 1; }
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --disable-pip-version-check --no-input --quiet -e '.[test]'
+
+# Tests that run real flower-superlink / flower-supernode need flwr in a venv of its own (its pins clash with
+# the Pulumi SDK's).
+scripts/flwr-venv.sh
+
+# Against the typed pulumi-openstack SDK: catches wrong argument names before any cloud does.
+.venv/bin/mypy components cloudinit nina
+
+exec .venv/bin/pytest -q "$@"
