@@ -232,10 +232,51 @@ def site_files(
     client.key is never included: a site that sent a CSR has its own; a generated key is handed over separately
     from `pulumi stack output --show-secrets vpn` (README: VPN), so a copied bundle alone cannot join the VPN.
     """
-    client = output["clients"][org]
+    client = output.get("clients", {}).get(org, {})
     return {
         "client.conf": SiteFile(client_conf(cfg, fed, org, remote or output["server"], directory), "0644"),
         "ca.crt": SiteFile(output["ca_cert_pem"], "0644"),
-        "client.crt": SiteFile(client["cert_pem"], "0644"),
-        "tls-crypt.key": SiteFile(output["tls_crypt_key"], "0600"),
+        "client.crt": SiteFile(client.get("cert_pem", ""), "0644"),
+        "tls-crypt.key": SiteFile(output.get("tls_crypt_key", ""), "0600"),
     }
+
+
+def public_name(cfg: StackConfig, fed: Federation) -> str:
+    """The VPN server's public DNS name, for a bundle made before the floating IP is known (an operator-managed
+    record, like the ingress's <service>.<public_domain> names)."""
+    return f"{names.vpn_alias(fed)}.{cfg.dns.public_domain}"
+
+
+def _is_ip(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def bundle_files(ctx: Any) -> dict[str, tuple[str, int]]:
+    """nina/bundle.py contributor (ctx: BundleContext): the site's VPN client under etc/openvpn/client/.
+
+    One federation: the manual's client.conf (`openvpn-client@client`); several: <federation>.conf with its files in
+    <federation>/ (`openvpn-client@<federation>`). The remote is the floating IP from the stack outputs, or the
+    server's public DNS name when the outputs come from an offline evaluation. Certificate and tls-crypt key are
+    included only when the outputs hold real ones; client.key never is.
+    """
+    cfg: StackConfig = ctx.cfg
+    feds = [f for f in cfg.federations.values() if not f.archived and ctx.org.name in clients(cfg, f)]
+    files: dict[str, tuple[str, int]] = {}
+    for fed in feds:
+        output = dict(ctx.outputs.get("vpn", {}).get(fed.name, {}))
+        output["ca_cert_pem"] = ctx.ca_pem  # the CA the bundle uses everywhere (--ca-file or the outputs)
+        remote = output.get("server") if _is_ip(output.get("server")) else public_name(cfg, fed)
+        single = len(feds) == 1
+        directory = CLIENT_DIR if single else f"{CLIENT_DIR}/{fed.name}"
+        conf_name = "client.conf" if single else f"{fed.name}.conf"
+        rel = directory.lstrip("/")
+        for name, f in site_files(cfg, fed, ctx.org.name, output, remote=remote, directory=directory).items():
+            if name == "client.conf":
+                files[f"{CLIENT_DIR.lstrip('/')}/{conf_name}"] = (f.content, int(f.mode, 8))
+            elif f.content.startswith("-----BEGIN "):
+                files[f"{rel}/{name}"] = (f.content, int(f.mode, 8))
+    return files

@@ -1,0 +1,69 @@
+"""The VPN part of `nina bundle` (issue 5): the uat on-premises organisation gets a client config that the
+tunnel test proves working (same nina.openvpn.site_files), a certificate from its CSR, and no private key."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from nina import openvpn
+from nina.config import parse
+from nina.evaluate import stack_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT = openvpn.CLIENT_DIR.lstrip("/")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("vpn-bundle")
+    run = subprocess.run(
+        [sys.executable, "-m", "nina.cli", "bundle", "--stack", "uat", "--org", "metro-north", "--out", str(out), "--materialize"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+def test_bundle_has_the_vpn_client_files(bundle: Path) -> None:
+    files = sorted(str(p.relative_to(bundle / CLIENT)) for p in (bundle / CLIENT).iterdir())
+    assert files == ["ca.crt", "client.conf", "client.crt", "tls-crypt.key"]  # client.key stays at the site
+    assert stat.S_IMODE((bundle / CLIENT / "tls-crypt.key").stat().st_mode) == 0o600
+    assert "-----BEGIN OpenVPN Static key V1-----" in (bundle / CLIENT / "tls-crypt.key").read_text()
+    conf = (bundle / CLIENT / "client.conf").read_text()
+    assert f"key {openvpn.CLIENT_DIR}/client.key\n" in conf and f"cert {openvpn.CLIENT_DIR}/client.crt\n" in conf
+    # Offline the floating IP is unknown: the server's public name stands in.
+    assert "remote vpn-uat-cardiac.uat.nina.qcif.edu.au 1194 udp\nremote vpn-uat-cardiac.uat.nina.qcif.edu.au 443 tcp\n" in conf
+
+
+def test_bundle_certificate_is_the_sites_and_verifies(bundle: Path) -> None:
+    d = bundle / CLIENT
+    verify = subprocess.run(
+        ["openssl", "verify", "-purpose", "sslclient", "-CAfile", str(d / "ca.crt"), str(d / "client.crt")], capture_output=True, text=True, check=False
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    subject = subprocess.run(["openssl", "x509", "-noout", "-subject", "-in", str(d / "client.crt")], capture_output=True, text=True, check=True)
+    assert "CN = metro-north" in subject.stdout
+    # Signed from the CSR in Pulumi.uat.yaml: the certificate carries the site's public key, not a generated one.
+    cert_key = subprocess.run(["openssl", "x509", "-noout", "-pubkey", "-in", str(d / "client.crt")], capture_output=True, text=True, check=True)
+    raw, _, _ = stack_config(ROOT, "uat")
+    csr = parse({**raw, "nina:ssh_private_key": "x"}).organisations["metro-north"].vpn_csr
+    csr_key = subprocess.run(["openssl", "req", "-noout", "-pubkey"], input=csr, capture_output=True, text=True, check=True)
+    assert cert_key.stdout == csr_key.stdout
+
+
+def test_real_outputs_give_the_floating_ip_and_omit_placeholders() -> None:
+    raw, _, _ = stack_config(ROOT, "uat")
+    cfg = parse({**raw, "nina:ssh_private_key": "x"})
+    outputs = {"vpn": {"uat-cardiac": {"server": "203.0.113.9", "tls_crypt_key": "[computed: random]", "clients": {"metro-north": {"cert_pem": "-----BEGIN CERTIFICATE-----\n"}}}}}
+    ctx = SimpleNamespace(cfg=cfg, org=cfg.organisations["metro-north"], ca_pem="-----BEGIN CERTIFICATE-----\nCA\n", outputs=outputs)
+    files = openvpn.bundle_files(ctx)
+    assert set(files) == {f"{CLIENT}/client.conf", f"{CLIENT}/ca.crt", f"{CLIENT}/client.crt"}  # no placeholder key file
+    assert "remote 203.0.113.9 1194 udp\n" in files[f"{CLIENT}/client.conf"][0]
+    ctx.org = cfg.organisations["org-b"]  # Nectar-hosted: no VPN
+    assert openvpn.bundle_files(ctx) == {}
