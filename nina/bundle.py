@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nina import layout, names
+from nina import layout, names, openvpn
 from nina.config import ConfigError, Federation, Organisation, StackConfig, SuperNode, parse
 from nina.evaluate import StackNotFound, evaluate, project_root, stack_config
 from nina.mocks import mask
@@ -94,7 +94,7 @@ def runtime_files(ctx: BundleContext) -> Files:
 
 
 # The VPN client configuration is added here by the VPN component (README: VPN).
-BUNDLE_CONTRIBUTORS: list[BundleContributor] = [supernode_files, runtime_files]
+BUNDLE_CONTRIBUTORS: list[BundleContributor] = [supernode_files, runtime_files, openvpn.bundle_files]
 
 
 def organisation_supernodes(cfg: StackConfig, org: str) -> tuple[tuple[Federation, SuperNode], ...]:
