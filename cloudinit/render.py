@@ -9,7 +9,6 @@ Prometheus YAML) so they can be read side by side with the manual's listings.
     packages: [nginx]
     files:
       - {path: /etc/nginx/conf.d/nina.conf, template: nina.conf.j2, owner: "root:root", mode: "0644"}
-      - {path: /usr/local/sbin/nina-deliver, source: nina/deliver.py, mode: "0755"}  # a project file, verbatim
     bootstrap: bootstrap.sh.j2      # optional; installed as /usr/local/lib/nina/bootstrap/NN-<fragment>.sh
 
 cloud-init runs the bootstrap scripts in order from runcmd. They are idempotent, so re-running one by hand
@@ -28,12 +27,11 @@ from typing import Any
 import jinja2
 import yaml
 
-from nina import layout, names, openvpn, ports
+from nina import layout, names, openvpn, ports, services
 from nina.config import Host, StackConfig
 from nina.roles import ROLES, SYSTEM_GROUP
 
 TEMPLATES = Path(__file__).parent / "templates"
-PACKAGES_ROOT = Path(__file__).parent.parent  # where the `nina` package lives beside `cloudinit`
 BOOTSTRAP_DIR = "/usr/local/lib/nina/bootstrap"
 # Nova accepts 65,535 bytes of base64: we keep far below so a growing role never hits it in production.
 SIZE_LIMIT = 16 * 1024
@@ -67,6 +65,7 @@ def context(cfg: StackConfig, host: Host, **extra: Any) -> dict[str, Any]:
         "roles": ROLES,
         "ports": {p.name: p for p in ports.PORTS},
         "names": names,
+        "services": services,  # public name -> internal service (nina/services.py), shared with platform outputs
         "layout": layout,  # paths of delivered material (nina/layout.py), shared with the SSH delivery
         "openvpn": openvpn,  # the vpn fragment renders server configs from nina/openvpn.py's data
         "system_group": SYSTEM_GROUP,
@@ -90,9 +89,7 @@ def render_fragment(name: str, ctx: dict[str, Any]) -> tuple[list[str], list[Ren
     files = [
         RenderedFile(
             path=f["path"],
-            content=(PACKAGES_ROOT / f["source"]).read_text()
-            if "source" in f
-            else _env.get_template(f"{name}/{f['template']}").render({**ctx, **f.get("vars", {})}),
+            content=_env.get_template(f"{name}/{f['template']}").render({**ctx, **f.get("vars", {})}),
             owner=f.get("owner", "root:root"),
             mode=f.get("mode", "0755" if f["path"].endswith(".sh") else "0644"),
         )

@@ -173,3 +173,8 @@ def for_host(src: Sources, host: Host) -> list[Deliverable]:
 
 def hosts_block(cfg: StackConfig) -> str:
     return names.hosts_block(cfg)
+
+
+def hosts_units(host: Host) -> tuple[str, ...]:
+    """Units that read peers' addresses from /etc/hosts only when they start (nginx resolves upstreams at load)."""
+    return ("reload:nginx.service",) if host.has("ingress") else ()

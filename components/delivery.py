@@ -9,13 +9,16 @@ new password) or when the instance is replaced (`triggers`), and at no other tim
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_command as command
 
-from components.deliverables import DIRECTORIES, Deliverable, Sources, for_host, hosts_block
+from components.deliverables import DIRECTORIES, Deliverable, Sources, for_host, hosts_block, hosts_units
 from components.host import Host
 from nina import layout
 from nina.config import NAMESPACE
@@ -23,10 +26,21 @@ from nina.config import Host as HostConfig
 
 # cloud-init exits 2 when it finished with recoverable warnings: the host is usable; 1 means it failed.
 WAIT_FOR_CLOUD_INIT = "s=0; sudo cloud-init status --wait >/dev/null || s=$?; [ $s -eq 0 ] || [ $s -eq 2 ]"
-CREATE = f"set -eu; {WAIT_FOR_CLOUD_INIT}; sudo {layout.DELIVER_COMMAND}"
+DELIVER_SOURCE = Path(__file__).resolve().parent.parent / "nina" / "deliver.py"
 
 
-def payload(files: list[Deliverable], hosts: str) -> pulumi.Output[str]:
+def install_deliver() -> str:
+    """Shell that installs nina-deliver itself, carried in the command rather than in user-data: an improvement to
+    the installer then re-runs the deliveries (idempotent) instead of replacing every VM. gzip's mtime is fixed so
+    the command, and so the plan, only changes when the script does."""
+    packed = base64.b64encode(gzip.compress(DELIVER_SOURCE.read_bytes(), compresslevel=9, mtime=0)).decode()
+    return f"printf %s '{packed}' | base64 -d | gunzip | sudo install -m 0755 -o root -g root /dev/stdin {layout.DELIVER_COMMAND}"
+
+
+CREATE = f"set -eu; {WAIT_FOR_CLOUD_INIT}; {install_deliver()}; sudo {layout.DELIVER_COMMAND}"
+
+
+def payload(files: list[Deliverable], hosts: str, hosts_units: tuple[str, ...] = ()) -> pulumi.Output[str]:
     """The JSON nina-deliver reads; deterministic (sorted keys, files in producer order)."""
 
     def document(contents: list[Any]) -> str:
@@ -38,6 +52,7 @@ def payload(files: list[Deliverable], hosts: str) -> pulumi.Output[str]:
                     for f, c in zip(files, contents)
                 ],
                 "hosts": hosts,
+                "hosts_units": list(hosts_units),
             },
             sort_keys=True,
             indent=1,
@@ -74,7 +89,7 @@ class Delivery(pulumi.ComponentResource):
                 f"deliver-{host.name}",
                 connection=connection(src, host, hosts),
                 create=CREATE,
-                stdin=payload(for_host(src, host), block),
+                stdin=payload(for_host(src, host), block, hosts_units(host)),
                 triggers=[vm.instance.id],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[vm]),
             )

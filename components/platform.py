@@ -16,7 +16,7 @@ from components.pki import Pki
 from components.secrets import Secrets
 from components.security import SecurityGroups
 from components import vpn
-from nina import names
+from nina import names, services
 from nina.config import StackConfig
 
 
@@ -44,9 +44,7 @@ class Platform(pulumi.ComponentResource):
                 for n, h in self.hosts.items()
             },
             "jump_host": self.hosts[cfg.admin.jump_host].public_ip,
-            "public_urls": {
-                svc: f"https://{svc}.{cfg.dns.public_domain}/" for svc in ("keycloak", "flhub", "grafana")
-            },
+            "public_urls": {s.public: f"https://{services.public_name(cfg, s)}/" for s in services.PUBLIC_SERVICES},
             "internal_names": {n: [names.fqdn(cfg, a) for a in names.aliases(cfg, h)] for n, h in cfg.hosts.items()},
             "postgres_address": self.database.address,
             # Distribute to anyone who must trust NINA's internal endpoints (researchers' flwr, hospital sites).

@@ -5,7 +5,7 @@ Installed on every host as /usr/local/sbin/nina-deliver by cloud-init; run as ro
 
     {"dirs":  [{"path": "/etc/nina/secrets", "owner": "root:fl_system", "mode": "0750"}],
      "files": [{"path": "...", "content": "...", "owner": "user:group", "mode": "0640", "units": ["x.service"]}],
-     "hosts": "<lines for /etc/hosts>",
+     "hosts": "<lines for /etc/hosts>", "hosts_units": ["reload:nginx.service"],
      "stop":  ["supernode@old.service"]}
 
 Idempotent: a file whose bytes, owner and mode already match is left alone, and only the units of files that changed
@@ -141,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
                 # A restart wins over a reload of the same unit; "enable:" restarts a running unit on change.
                 if units.get(name) != "restart":
                     units[name] = "restart" if action in ("", "enable") else action
-    if payload.get("hosts"):
-        inst.hosts(payload["hosts"])
+    if payload.get("hosts") and inst.hosts(payload["hosts"]):
+        # Services that resolve peers' names only at start (nginx upstreams) follow a changed /etc/hosts.
+        for unit in payload.get("hosts_units", []):
+            action, _, name = unit.rpartition(":")
+            units.setdefault(name, action or "restart")
     inst.prune({f["path"] for f in payload.get("files", [])})
     enabled_file = inst.at(ENABLED)
     enabled_before = json.loads(enabled_file.read_text()) if enabled_file.exists() else []

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 CA_TRUST_PATH = "/usr/local/share/ca-certificates/nina-local-ca.crt"  # update-ca-certificates picks it up
 CA_PEM = "/etc/ssl/certs/nina-local-ca.pem"  # the same CA, at a fixed absolute path for flwr and nginx
-HOSTS_BLOCK = "/etc/nina/hosts"  # merged into /etc/hosts between markers by the delivery script
 SECRETS_DIR = "/etc/nina/secrets"  # root:fl_system 0750; one env file per service
 
 

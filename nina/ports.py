@@ -68,6 +68,10 @@ PORTS: tuple[Port, ...] = (
     # which API path (README: Federations). The SuperExec and the registration commands use this port directly.
     _p("superlink-loopback", "superlink", "tcp", SUPERLINK_LOOPBACK_PORT, (), "Flower SuperLink behind its ACL proxy; loopback only"),
     _p("supernode-clientappio", "supernode", "tcp", SUPERNODE_PORTS, (), "SuperNode ClientAppIO 9094-9099; loopback in flwr 1.41"),
+    # JupyterHub's own API for the single-user containers: bound to the Docker bridge, never to the host network.
+    _p("jupyterhub-hub-api", "notebook", "tcp", 8081, (), "JupyterHub hub API; Docker bridge only (§4.1.2.13)"),
+    _p("configurable-http-proxy-api", "notebook", "tcp", 8001, (), "configurable-http-proxy REST API; loopback only"),
+    _p("keycloak-management", "iam", "tcp", 9000, ("monitoring",), "Keycloak health and metrics (management interface)"),
     _p("grafana", "monitoring", "tcp", 3000, ("ingress",), "Monitoring Grafana 3000"),
     _p("prometheus", "monitoring", "tcp", 9090, (), "Prometheus 9090; read by Grafana on the same host"),
     _p("alertmanager", "monitoring", "tcp", 9093, (), "Prometheus 9093 (Alertmanager); same host only"),

@@ -1,8 +1,8 @@
 """The public web services: which public name nginx serves and which internal service it forwards to (§4.1.2.7).
 
 `<public>.<dns.public_domain>` is what browsers use; nginx re-encrypts to `names.fqdn(cfg, alias)` on the port of
-the port-table row `port`, verifying the local CA. The ingress template carries the same table (templates cannot
-import this module yet) and tests/test_role_ingress.py checks that both agree.
+the port-table row `port`, verifying the local CA. The ingress template and the stack's `public_urls` output both
+read this table.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ PUBLIC_SERVICES: tuple[PublicService, ...] = (
     PublicService("flhub", "jupyterhub", "jupyterhub", "notebook"),
     PublicService("grafana", "grafana", "grafana", "monitoring"),
 )
+
+# (public, alias, port row) tuples, as the ingress templates iterate them.
+ROWS = tuple((s.public, s.alias, s.port) for s in PUBLIC_SERVICES)
 
 
 def public_name(cfg: StackConfig, service: PublicService) -> str:

@@ -94,6 +94,15 @@ def test_files_no_longer_delivered_are_removed_and_hosts_block_replaced(tmp_path
     assert "10.0.0.2 superlink" in hosts and "10.0.0.1 superlink" not in hosts
 
 
+def test_a_changed_hosts_block_reloads_the_units_that_resolve_names_at_start(tmp_path: Path, payload: dict[str, Any]) -> None:
+    payload["hosts_units"] = ["reload:nginx.service"]
+    deliver(tmp_path, payload)
+    payload["files"][0]["units"] = []
+    assert deliver(tmp_path, payload)["units"] == {}
+    payload["hosts"] = "10.0.0.9 superlink.test.internal superlink\n"
+    assert deliver(tmp_path, payload)["units"] == {"nginx.service": "reload"}
+
+
 def test_unknown_owner_is_an_error_on_a_real_host(tmp_path: Path, payload: dict[str, Any]) -> None:
     payload["files"][0]["owner"] = "no-such-user-nina:fl_system"
     # Under --root an unknown owner is tolerated (test machines lack the service users) and reported.
@@ -108,18 +117,35 @@ def test_unknown_owner_is_an_error_on_a_real_host(tmp_path: Path, payload: dict[
     assert result.returncode != 0 and "does not exist on this host" in result.stderr
 
 
-def test_create_command_waits_for_cloud_init_and_tolerates_only_its_warnings(tmp_path: Path) -> None:
-    # Run the exact create command with stand-ins for sudo and cloud-init returning each exit status.
+def test_create_command_installs_the_script_then_runs_it_once_cloud_init_is_done(tmp_path: Path) -> None:
+    # The exact create command, with stand-ins for sudo and cloud-init (each exit status) and the install target
+    # moved into the test's directory; the stand-in sudo records the final call instead of running it as root.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
-    deliver_stub = tmp_path / "deliver-ran"
+    target = tmp_path / "nina-deliver"
+    ran = tmp_path / "deliver-ran"
+    (bin_dir / "sudo").write_text(f'#!/bin/sh\nif [ "$1" = "{target}" ]; then touch {ran}; exit 0; fi\nexec "$@"\n')
+    command = CREATE.replace(layout.DELIVER_COMMAND, str(target)).replace("-o root -g root ", "")
     for status, expected in ((0, 0), (2, 0), (1, 1)):
         (bin_dir / "cloud-init").write_text(f"#!/bin/sh\nexit {status}\n")
-        command = CREATE.replace(layout.DELIVER_COMMAND, f"touch {deliver_stub}")
         for tool in bin_dir.iterdir():
             tool.chmod(0o755)
-        deliver_stub.unlink(missing_ok=True)
+        ran.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
         result = subprocess.run(["bash", "-c", command], env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
         assert (result.returncode == 0) == (expected == 0), status
-        assert deliver_stub.exists() == (expected == 0), status
+        assert ran.exists() == (expected == 0), status
+        if expected == 0:
+            assert target.read_bytes() == DELIVER.read_bytes() and mode(target) == "0755"
+
+
+def test_the_installer_travels_in_the_command_not_in_user_data() -> None:
+    from cloudinit.render import cloud_config_text
+    from nina import config
+    from nina.evaluate import project_root, stack_config
+
+    raw, _, _ = stack_config(project_root(ROOT), "test")
+    cfg = config.parse(raw)
+    marker = 'MANIFEST = "/var/lib/nina/delivered.json"'
+    assert marker in DELIVER.read_text()
+    assert all(marker not in cloud_config_text(cfg, h) for h in cfg.hosts.values())

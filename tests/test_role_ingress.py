@@ -128,7 +128,7 @@ def https_server(conf: Directive, name: str) -> Directive:
 
 
 def test_public_table_matches_platform_outputs(preview: Preview) -> None:
-    """nina/services.py, the template's own table and the stack's public_urls output name the same services."""
+    """The stack's public_urls output names the services nina/services.py lists."""
     urls = preview.data["outputs"]["public_urls"]
     assert {s.public for s in PUBLIC_SERVICES} == set(urls)
     for s in PUBLIC_SERVICES:
