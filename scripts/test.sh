@@ -23,4 +23,5 @@ scripts/flwr-venv.sh
 # The real-tunnel VPN test (tests/test_vpn_tunnel.py) fails instead of skipping when it cannot create network
 # namespaces or /dev/net/tun; a developer without them can run with NINA_REQUIRE_NETNS=0.
 export NINA_REQUIRE_NETNS="${NINA_REQUIRE_NETNS:-1}"
-exec .venv/bin/pytest -q "$@"
+# `python -m pytest` puts the checkout on sys.path, so tests may import `tests.conftest` as well as `conftest`.
+exec .venv/bin/python -m pytest -q "$@"
