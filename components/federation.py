@@ -116,6 +116,9 @@ def deliverables(cfg: StackConfig, host: HostConfig) -> Iterable[Deliverable]:
             continue  # no supernode.conf: nina-deliver disables the instance, its key stays for the record
         unit = layout.supernode_unit(sn.name)
         yield Deliverable(f"{layout.supernode_dir(sn.name)}/supernode.conf", supernode_conf(cfg, fed, sn), "root:fl_system", "0640", (f"enable:{unit}",))
+    if host.has("notebook") and cfg.federations:
+        # Researchers' flwr connections; copied into each notebook's FLWR_HOME at spawn (jupyterhub_config.py).
+        yield Deliverable(layout.FLWR_RESEARCHER_CONFIG, config_toml(cfg), "root:root", "0644", ())
     fed_of = cfg.federation_of_superlink(host.name)
     if fed_of is not None:
         for path, content in acl_files(cfg, fed_of).items():

@@ -78,6 +78,8 @@ OPENVPN_CRL_DIR = "/etc/openvpn/server/crl"
 SUPERLINK_SUPEREXEC_SECRET = "/etc/flwr/superlink/certs/superexec.secret"
 
 
+# The flwr connections researchers use (components/federation.config_toml), on the JupyterHub host.
+FLWR_RESEARCHER_CONFIG = "/etc/jupyterhub/flwr-config.toml"
 SUPERLINK_UNITS = ("superlink.service",)
 SUPEREXEC_UNIT = "superlink-superexec.service"  # isolation=process: the SuperExec beside the SuperLink
 SUPERLINK_PROXY_UNIT = "superlink-proxy.service"  # nginx enforcing which networks reach which SuperLink API path

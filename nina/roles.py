@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nina import layout
+
 
 @dataclass(frozen=True)
 class Role:
@@ -40,7 +42,7 @@ ROLES: dict[str, Role] = {
             ("superlink",),
             False,
             "/opt/python/flower_env",
-            ("superlink.service",),
+            ("superlink.service", layout.SUPERLINK_PROXY_UNIT),
             tenancy_scoped=True,
         ),
         Role(
@@ -49,10 +51,11 @@ ROLES: dict[str, Role] = {
             ("supernode",),
             False,
             "/opt/python/flower_env",
-            ("supernode.service",),
+            ("supernode@.service",),  # one instance per SuperNode on the host (layout.supernode_unit)
             tenancy_scoped=True,
         ),
-        Role("vpn", "Nectar.VPN OpenVPN server", (), True, None, ("openvpn-server@server.service",), tenancy_scoped=True),
+        # openvpn-server@.service covers its UDP and TCP instances (layout.OPENVPN_SERVER_UNITS).
+        Role("vpn", "Nectar.VPN OpenVPN server", (), True, None, ("openvpn-server@.service",), tenancy_scoped=True),
         Role(
             "monitoring",
             "Monitoring Prometheus + Grafana",

@@ -98,7 +98,7 @@ def test_config_is_python_that_only_imports_the_standard_library(preview: Previe
     tree = ast.parse(notebook_files(preview)[CONFIG])
     imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"os", "sys"}, "classes are named by entry point, so the config loads without the packages"
+    assert imported <= {"os", "shutil", "sys"}, "classes are named by entry point, so the config loads without the packages"
 
 
 def test_hub_listens_with_the_delivered_certificate(preview: Preview) -> None:
@@ -167,13 +167,26 @@ def test_hooks(preview: Preview, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     cfg = preview.cfg
     c, namespace = load_config(preview)
     namespace["STATE"] = str(tmp_path)
+    delivered = tmp_path / "flwr-config.toml"
+    namespace["FLWR_CONFIG"] = str(delivered)
     chowned: list[tuple[str, int, int]] = []
     monkeypatch.setattr(os, "chown", lambda path, uid, gid: chowned.append((path, uid, gid)))
     spawner = SimpleNamespace(escaped_name="alice-40example-2eorg")
     c.DockerSpawner.pre_spawn_hook(spawner)
     work = tmp_path / "users" / "alice-40example-2eorg"
     assert work.is_dir() and (work.stat().st_mode & 0o7777) == 0o2770
-    assert chowned == [(str(work), -1, 100)]  # docker-stacks images run as jovyan, group users (100)
+    flwr_home = work / ".flwr"
+    # docker-stacks images run as jovyan, group users (100)
+    assert chowned == [(str(work), -1, 100), (str(flwr_home), -1, 100)]
+    assert not (flwr_home / "config.toml").exists()  # nothing delivered yet: nothing invented
+
+    # Once the delivery has written the federations' connections, each spawn refreshes the researcher's copy.
+    delivered.write_text(preview.data["outputs"]["flwr_config_toml"])
+    (flwr_home / "config.toml").write_text("stale\n")
+    c.DockerSpawner.pre_spawn_hook(spawner)
+    assert (flwr_home / "config.toml").read_text() == delivered.read_text()
+    assert c.DockerSpawner.environment["FLWR_HOME"] == "/home/jovyan/work/.flwr"
+    assert c.DockerSpawner.notebook_dir == "/home/jovyan/work"  # FLWR_HOME sits in the persistent work directory
 
     hosts = "127.0.0.1 localhost\n# BEGIN nina-fl (managed by pulumi, do not edit)\n" + names.hosts_block(cfg) + "# END nina-fl\n"
     namespace["open"] = lambda path, *a, **k: __import__("io").StringIO(hosts) if path == "/etc/hosts" else open(path, *a, **k)
