@@ -12,6 +12,7 @@ Other parts of the platform add files through BUNDLE_CONTRIBUTORS (the VPN clien
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,13 +146,23 @@ def bundle(args: argparse.Namespace) -> int:
     if not supernodes:
         print(f"error: {org.name} runs no SuperNode in an active federation", file=sys.stderr)
         return 2
-    ev = evaluate(args.stack, root, materialize=args.materialize)
-    outputs = mask(ev.outputs, show_secrets=True)
-    ca_pem = Path(args.ca_file).read_text() if args.ca_file else outputs["ca_cert_pem"]
+    if args.outputs:
+        # The deployed stack's own values: CA, floating IP, the site's certificate, the tls-crypt key.
+        try:
+            outputs = json.loads(Path(args.outputs).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"error: --outputs {args.outputs}: not the JSON of `pulumi stack output --json --show-secrets` ({exc})", file=sys.stderr)
+            return 2
+        if "[secret]" in json.dumps(outputs):
+            print("error: --outputs holds masked secrets: run `pulumi stack output --json --show-secrets`", file=sys.stderr)
+            return 2
+    else:
+        outputs = mask(evaluate(args.stack, root, materialize=args.materialize).outputs, show_secrets=True)
+    ca_pem = Path(args.ca_file).read_text() if args.ca_file else str(outputs.get("ca_cert_pem", ""))
     if PEM_CERT not in ca_pem:
         print(
-            "error: no CA certificate offline: pass --ca-file with the stack's CA "
-            "(pulumi stack output ca_cert_pem > ca.pem)",
+            "error: no CA certificate offline: pass --outputs with the deployed stack's outputs "
+            "(pulumi stack output --json --show-secrets > outputs.json) or --ca-file",
             file=sys.stderr,
         )
         return 2
@@ -167,6 +178,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--stack", required=True)
     p.add_argument("--org", required=True, help="an on-premises organisation of the stack")
     p.add_argument("--out", required=True, help="directory to write the bundle to")
+    p.add_argument("--outputs", help="`pulumi stack output --json --show-secrets` of the deployed stack (the real path)")
     p.add_argument("--ca-file", help="the stack's CA certificate (pulumi stack output ca_cert_pem)")
     p.add_argument("--materialize", action="store_true", help="use a freshly minted CA from the offline evaluation (tests)")
     p.add_argument("--cwd", help="project directory (default: the current one or a parent)")

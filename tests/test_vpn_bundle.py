@@ -67,3 +67,40 @@ def test_real_outputs_give_the_floating_ip_and_omit_placeholders() -> None:
     assert "remote 203.0.113.9 1194 udp\n" in files[f"{CLIENT}/client.conf"][0]
     ctx.org = cfg.organisations["org-b"]  # Nectar-hosted: no VPN
     assert openvpn.bundle_files(ctx) == {}
+
+
+def test_bundle_from_the_deployed_stacks_outputs(tmp_path: Path) -> None:
+    """The operator's path: `pulumi stack output --json --show-secrets > outputs.json; nina bundle --outputs ...`.
+
+    The outputs of a materialised evaluation stand in for the deployed stack's, with the floating IP a real
+    deployment would report; the bundle must carry exactly those values, not a CA or key of its own."""
+    preview = subprocess.run(
+        [sys.executable, "-m", "nina.cli", "preview", "--stack", "uat", "--json", "--materialize", "--show-secrets"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )
+    import json
+
+    outputs = json.loads(preview.stdout)["outputs"]
+    outputs["vpn"]["uat-cardiac"]["server"] = "203.0.113.7"
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    out = tmp_path / "bundle"
+    run = subprocess.run(
+        [sys.executable, "-m", "nina.cli", "bundle", "--stack", "uat", "--org", "metro-north", "--out", str(out), "--outputs", str(tmp_path / "outputs.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    d = out / CLIENT
+    assert (d / "ca.crt").read_text() == outputs["ca_cert_pem"]
+    assert (d / "tls-crypt.key").read_text() == outputs["vpn"]["uat-cardiac"]["tls_crypt_key"]
+    assert "remote 203.0.113.7 1194 udp\nremote 203.0.113.7 443 tcp\n" in (d / "client.conf").read_text()
+    supernode_ca = next(out.rglob("certs/ca.pem"))
+    assert supernode_ca.read_text() == outputs["ca_cert_pem"]
+
+    # Masked outputs (forgotten --show-secrets) are refused rather than written into a site's kit.
+    outputs["vpn"]["uat-cardiac"]["tls_crypt_key"] = "[secret]"
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    masked = subprocess.run(
+        [sys.executable, "-m", "nina.cli", "bundle", "--stack", "uat", "--org", "metro-north", "--out", str(tmp_path / "b2"), "--outputs", str(tmp_path / "outputs.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert masked.returncode == 2 and "--show-secrets" in masked.stderr
