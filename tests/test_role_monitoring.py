@@ -1,0 +1,490 @@
+"""The monitoring fragment (manual §5): Prometheus, Alertmanager and the blackbox exporter on loopback, Grafana on
+HTTPS with Keycloak login, and what the SSH delivery adds (nina/scrape.py, nina/alerts.py).
+
+Judged by the real tools: `promtool check config` on the rendered prometheus.yml with the delivered targets and
+rules beside it, `amtool check-config` on alertmanager.yml, `prometheus-blackbox-exporter --config.check`,
+`systemd-analyze verify` on the drop-ins over the distribution's units, shellcheck on the bootstrap, apt itself on
+the Grafana version pin; grafana.ini through configparser. Files come from `nina preview --out` (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+import shutil
+import subprocess
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nina import alerts, layout, names, scrape
+from nina.config import StackConfig
+from nina.ports import PORTS
+from nina.roles import ROLES
+from tests.conftest import Preview
+
+PORT = {p.name: p for p in PORTS}
+BOOTSTRAP = "<bootstrap>"
+PROMETHEUS_YML = "/etc/prometheus/prometheus.yml"
+BLACKBOX_YML = "/etc/prometheus/blackbox.yml"
+GRAFANA_INI = "/etc/grafana/grafana.ini"
+GRAFANA_DROPIN = "/etc/systemd/system/grafana-server.service.d/nina.conf"
+PROMETHEUS_DROPIN = "/etc/systemd/system/prometheus.service.d/nina.conf"
+DATASOURCES = "/etc/grafana/provisioning/datasources/nina.yaml"
+DASHBOARDS = "/etc/grafana/provisioning/dashboards/nina.yaml"
+GRAFANA_PIN = "/etc/apt/preferences.d/nina-grafana"
+DEFAULTS = {
+    "prometheus": "/etc/default/prometheus",
+    "alertmanager": "/etc/default/prometheus-alertmanager",
+    "blackbox": "/etc/default/prometheus-blackbox-exporter",
+}
+STACKS = ("test", "uat")
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not installed (scripts/install-system-deps.sh)")
+    return path
+
+
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def stack(request: pytest.FixtureRequest, previews: dict[str, Preview]) -> Preview:
+    result: Preview = previews[request.param]
+    return result
+
+
+def monitoring_files(preview: Preview) -> dict[str, str]:
+    host = preview.cfg.the_host_with("monitoring")
+    files = {f["path"]: f["content"] for f in preview.hosts[host.name].write_files}
+    (script,) = [p for p in files if re.fullmatch(r"/usr/local/lib/nina/bootstrap/\d\d-monitoring\.sh", p)]
+    files[BOOTSTRAP] = files[script]
+    return files
+
+
+def args_of(default_file: str) -> list[str]:
+    (line,) = [line for line in default_file.splitlines() if line.startswith("ARGS=")]
+    return line.removeprefix("ARGS=").strip('"').split()
+
+
+# --------------------------------------------------------------------------------------------------- the fragment
+
+
+def test_only_the_monitoring_host_carries_the_fragment(stack: Preview) -> None:
+    mon = stack.cfg.the_host_with("monitoring").name
+    for name, host in stack.hosts.items():
+        paths = {f["path"] for f in host.write_files}
+        assert (PROMETHEUS_YML in paths) == (name == mon), name
+        assert (GRAFANA_INI in paths) == (name == mon), name
+    packages = stack.hosts[mon].cloud_config["packages"]
+    assert {"prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter"} <= set(packages)
+
+
+def test_servers_listen_on_loopback_at_their_port_table_rows(stack: Preview) -> None:
+    files = monitoring_files(stack)
+    assert PORT["prometheus"].loopback_only and PORT["alertmanager"].loopback_only
+    assert f"--web.listen-address=127.0.0.1:{PORT['prometheus'].port}" in args_of(files[DEFAULTS["prometheus"]])
+    am = args_of(files[DEFAULTS["alertmanager"]])
+    assert f"--web.listen-address=127.0.0.1:{PORT['alertmanager'].port}" in am
+    # Alertmanager's gossip listener would take :9094, a SuperNode ClientAppIO port.
+    assert "--cluster.listen-address=" in am
+    assert f"--web.listen-address={scrape.BLACKBOX_ADDRESS}" in args_of(files[DEFAULTS["blackbox"]])
+    assert "--config.file=/etc/prometheus/blackbox.yml" in args_of(files[DEFAULTS["blackbox"]])
+
+
+def test_prometheus_keeps_its_series_on_the_state_volume(stack: Preview) -> None:
+    host = stack.cfg.the_host_with("monitoring")
+    files = monitoring_files(stack)
+    assert host.volume_gb, "both stacks give the monitoring host a state volume"
+    assert "BindPaths=/var/lib/nina/prometheus:/var/lib/prometheus/metrics2" in files[PROMETHEUS_DROPIN]
+    assert "ensure_dir /var/lib/nina/prometheus prometheus prometheus 0750" in files[BOOTSTRAP]
+    assert f"--storage.tsdb.retention.size={host.volume_gb // 2}GB" in args_of(files[DEFAULTS["prometheus"]])
+
+
+def test_nothing_secret_in_the_fragment(stack: Preview) -> None:
+    files = monitoring_files(stack)
+    text = "\n".join(files.values())
+    assert "BEGIN" not in text and "PRIVATE" not in text
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read_string(files[GRAFANA_INI])
+    for section in ini.sections():
+        for key in ini[section]:
+            assert not re.search(r"password|secret", key), f"[{section}] {key} belongs in the delivered env file"
+
+
+# ------------------------------------------------------------------------------------------------------ Prometheus
+
+
+def _prometheus_dir(preview: Preview, tmp_path: Path) -> Path:
+    """prometheus.yml as rendered, beside the delivered files, paths moved into tmp_path."""
+    text = monitoring_files(preview)[PROMETHEUS_YML]
+    text = text.replace(layout.PROMETHEUS_TARGETS_DIR, str(tmp_path / "targets")).replace(alerts.RULES_DIR, str(tmp_path / "rules"))
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "rules").mkdir()
+    for name, content in scrape.target_files(preview.cfg).items():
+        (tmp_path / "targets" / name).write_text(content)
+    (tmp_path / "rules" / Path(alerts.RULES_PATH).name).write_text(alerts.rules_yaml())
+    (tmp_path / "prometheus.yml").write_text(text)
+    return tmp_path
+
+
+def test_promtool_accepts_prometheus_yml_with_the_delivered_targets_and_rules(stack: Preview, tmp_path: Path) -> None:
+    promtool = tool("promtool")
+    work = _prometheus_dir(stack, tmp_path)
+    result = run(promtool, "check", "config", "prometheus.yml", cwd=work)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout
+    assert f"SUCCESS: {len(alerts.RULES)} rules found" in result.stdout
+
+
+def test_promtool_rejects_a_broken_target_file(stack: Preview, tmp_path: Path) -> None:
+    """The check reads the file_sd files too: a bad delivery would be caught here, not on the host."""
+    promtool = tool("promtool")
+    work = _prometheus_dir(stack, tmp_path)
+    (work / "targets" / scrape.JOB_FILES["node"]).write_text('[{"targets": "10.0.0.1:9900"}]')
+    result = run(promtool, "check", "config", "prometheus.yml", cwd=work)
+    assert result.returncode != 0
+
+
+def test_prometheus_jobs_read_the_files_scrape_writes(stack: Preview) -> None:
+    config = yaml.safe_load(monitoring_files(stack)[PROMETHEUS_YML])
+    assert config["rule_files"] == [f"{alerts.RULES_DIR}/*.yml"]
+    assert Path(alerts.RULES_PATH).parent == Path(alerts.RULES_DIR)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for job, name in scrape.JOB_FILES.items():
+        assert jobs[job]["file_sd_configs"] == [{"files": [f"{layout.PROMETHEUS_TARGETS_DIR}/{name}"]}], job
+    assert set(scrape.target_files(stack.cfg)) == set(scrape.JOB_FILES.values())
+    for job, module in scrape.PROBE_MODULES.items():
+        assert jobs[job]["params"] == {"module": [module]}
+        assert jobs[job]["metrics_path"] == "/probe"
+        assert {"target_label": "__address__", "replacement": scrape.BLACKBOX_ADDRESS} in jobs[job]["relabel_configs"]
+    alerting = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert alerting == [f"127.0.0.1:{PORT['alertmanager'].port}"]
+    assert config["global"]["external_labels"] == {"environment": stack.cfg.environment}
+
+
+def test_blackbox_modules_verify_against_the_local_ca(stack: Preview, tmp_path: Path) -> None:
+    text = monitoring_files(stack)[BLACKBOX_YML]
+    modules = yaml.safe_load(text)["modules"]
+    assert set(scrape.PROBE_MODULES.values()) <= set(modules)
+    health = modules[scrape.PROBE_MODULES["superlink-health"]]
+    assert health["prober"] == "http" and health["http"]["valid_status_codes"] == [200] and health["http"]["fail_if_not_ssl"]
+    assert health["http"]["tls_config"] == {"ca_file": layout.CA_PEM}
+    tls = modules[scrape.PROBE_MODULES["tls"]]
+    assert tls["prober"] == "tcp" and tls["tcp"] == {"tls": True, "tls_config": {"ca_file": layout.CA_PEM}}
+    exporter = shutil.which("prometheus-blackbox-exporter")
+    if exporter is None:
+        pytest.skip("prometheus-blackbox-exporter not installed (scripts/install-system-deps.sh)")
+    (tmp_path / "blackbox.yml").write_text(text)
+    result = run(exporter, "--config.check", f"--config.file={tmp_path / 'blackbox.yml'}")
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "blackbox.yml").write_text(text.replace("fail_if_not_ssl", "fail_if_not_tls"))
+    assert run(exporter, "--config.check", f"--config.file={tmp_path / 'blackbox.yml'}").returncode != 0
+
+
+# ------------------------------------------------------------------------------------------------- scrape targets
+
+
+def _groups(cfg: StackConfig, job: str) -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = json.loads(scrape.target_files(cfg)[scrape.JOB_FILES[job]])
+    return groups
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_every_host_node_exporter_is_scraped_with_its_roles(previews: dict[str, Preview], stack_name: str) -> None:
+    cfg = previews[stack_name].cfg
+    groups = _groups(cfg, "node")
+    by_host = {g["labels"]["host"]: g for g in groups}
+    assert set(by_host) == set(cfg.hosts)
+    for host in cfg.hosts.values():
+        group = by_host[host.name]
+        assert group["targets"] == [f"{host.ip}:{PORT['node-exporter'].port}"]
+        assert group["labels"] == {"host": host.name, "environment": cfg.environment, "roles": "," + ",".join(host.roles) + ","}
+        # the unit alerts select hosts with roles=~".*,<role>,.*"
+        for role in ROLES:
+            assert bool(re.fullmatch(f".*,{role},.*", group["labels"]["roles"])) == (role in host.roles)
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_gpu_hosts_dcgm_exporters_are_scraped(previews: dict[str, Preview], stack_name: str) -> None:
+    cfg = previews[stack_name].cfg
+    expected = {h.name: [f"{h.ip}:{PORT['dcgm-exporter'].port}"] for h in cfg.hosts_with("gpu")}
+    assert {g["labels"]["host"]: g["targets"] for g in _groups(cfg, "dcgm")} == expected
+    assert bool(expected) == (stack_name == "uat")  # the UAT SuperLink is the GPU host
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_each_federation_superlink_health_is_probed(previews: dict[str, Preview], stack_name: str) -> None:
+    cfg = previews[stack_name].cfg
+    groups = _groups(cfg, "superlink-health")
+    assert len(groups) == len(cfg.federations) > 0
+    for fed in cfg.federations.values():
+        url = f"https://{names.fqdn(cfg, names.superlink_alias(fed))}:{PORT['superlink'].port}/health"
+        (group,) = [g for g in groups if g["labels"]["federation"] == fed.name]
+        assert group["targets"] == [url]
+        assert group["labels"]["host"] == fed.superlink_host
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_tls_probes_cover_internal_https_endpoints(previews: dict[str, Preview], stack_name: str) -> None:
+    cfg = previews[stack_name].cfg
+    targets = {g["targets"][0]: g["labels"] for g in _groups(cfg, "tls")}
+    expected = {
+        f"{names.fqdn(cfg, 'keycloak')}:{PORT['keycloak'].port}",
+        f"{names.fqdn(cfg, 'jupyterhub')}:{PORT['jupyterhub'].port}",
+        f"{names.fqdn(cfg, 'grafana')}:{PORT['grafana'].port}",
+    } | {f"{names.fqdn(cfg, names.superlink_alias(f))}:{PORT['superlink'].port}" for f in cfg.federations.values()}
+    assert set(targets) == expected
+    assert all(labels["environment"] == cfg.environment for labels in targets.values())
+
+
+def test_on_premises_supernodes_are_not_scraped(previews: dict[str, Preview]) -> None:
+    """UAT's metro-north SuperNode runs at the hospital: no address in the stack, nothing inbound through the VPN."""
+    cfg = previews["uat"].cfg
+    on_prem = [sn for f in cfg.federations.values() for sn in f.supernodes if sn.host is None]
+    assert on_prem
+    everything = "".join(scrape.target_files(cfg).values())
+    assert all(sn.name not in everything for sn in on_prem)
+
+
+def test_target_files_are_deterministic_and_sorted(previews: dict[str, Preview]) -> None:
+    cfg = previews["uat"].cfg
+    assert scrape.target_files(cfg) == scrape.target_files(cfg)
+    hosts = [g["labels"]["host"] for g in _groups(cfg, "node")]
+    assert hosts == sorted(hosts)
+
+
+def test_monitoring_files_for_the_delivery(previews: dict[str, Preview]) -> None:
+    cfg = previews["test"].cfg
+    files = scrape.monitoring_files(cfg)
+    assert {p for p in files if p.startswith(layout.PROMETHEUS_TARGETS_DIR + "/")} == {
+        f"{layout.PROMETHEUS_TARGETS_DIR}/{n}" for n in scrape.JOB_FILES.values()
+    }
+    assert files[alerts.RULES_PATH] == (alerts.rules_yaml(), ("reload:prometheus.service",))
+    assert files[alerts.ALERTMANAGER_PATH][1] == ("reload:prometheus-alertmanager.service",)
+    assert alerts.DASHBOARD_PATH in files
+
+
+# ---------------------------------------------------------------------------------------------------- Alertmanager
+
+
+def _amtool_check(text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "alertmanager.yml").write_text(text)
+    return run(tool("amtool"), "check-config", str(tmp_path / "alertmanager.yml"))
+
+
+def test_amtool_accepts_alertmanager_yml(stack: Preview, tmp_path: Path) -> None:
+    result = _amtool_check(alerts.alertmanager_yaml(stack.cfg), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = alerts.alertmanager_yaml(stack.cfg).replace("receiver: ops", "receiver: nobody", 1)
+    assert _amtool_check(broken, tmp_path).returncode != 0
+
+
+def test_alerts_mail_operations_by_severity(stack: Preview, tmp_path: Path) -> None:
+    document = alerts.alertmanager_document(stack.cfg)
+    (receiver,) = document["receivers"]
+    assert [c["to"] for c in receiver["email_configs"]] == [f"ops@{stack.cfg.dns.public_domain}"]
+    assert document["global"]["smtp_smarthost"] == "localhost:25"
+    routes = {r["matchers"][0]: r for r in document["route"]["routes"]}
+    assert routes['severity="high"']["repeat_interval"] == "1h"
+    assert routes['severity="low"']["repeat_interval"] == "24h"
+    # amtool routes every severity of the table somewhere, and the ladders' inhibition uses labels rules carry
+    (tmp_path / "alertmanager.yml").write_text(alerts.alertmanager_yaml(stack.cfg))
+    for severity in alerts.SEVERITIES:
+        result = run(tool("amtool"), "config", "routes", "test", f"--config.file={tmp_path / 'alertmanager.yml'}", f"severity={severity}")
+        assert result.returncode == 0 and result.stdout.strip() == "ops", result.stdout + result.stderr
+
+
+def test_mail_settings_follow_a_monitoring_config_key(previews: dict[str, Preview], tmp_path: Path) -> None:
+    """The proposed `nina:monitoring` key, as the config model would hand it over."""
+    base = previews["uat"].cfg
+    monitoring = types.SimpleNamespace(
+        alert_email=("ops@qcif.edu.au", "oncall@qcif.edu.au"), smarthost="smtp.qcif.edu.au:587", email_from="nina@qcif.edu.au", smtp_username="nina"
+    )
+    cfg: Any = types.SimpleNamespace(**vars(base), monitoring=monitoring)
+    document = alerts.alertmanager_document(cfg)
+    assert document["global"] == {
+        "smtp_smarthost": "smtp.qcif.edu.au:587",
+        "smtp_from": "nina@qcif.edu.au",
+        "smtp_auth_username": "nina",
+        "smtp_auth_password_file": alerts.SMTP_PASSWORD_PATH,
+    }
+    assert [c["to"] for c in document["receivers"][0]["email_configs"]] == ["ops@qcif.edu.au", "oncall@qcif.edu.au"]
+    result = _amtool_check(alerts.alertmanager_yaml(cfg), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------------------- Grafana
+
+
+def grafana_ini(preview: Preview) -> configparser.ConfigParser:
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read_string(monitoring_files(preview)[GRAFANA_INI])
+    return ini
+
+
+def test_grafana_serves_https_with_the_delivered_certificate(stack: Preview) -> None:
+    server = grafana_ini(stack)["server"]
+    public = stack.cfg.dns.public_domain
+    assert server["protocol"] == "https"
+    assert server["http_port"] == str(PORT["grafana"].port)
+    assert server["cert_file"] == layout.SERVER_TLS["monitoring"].cert
+    assert server["cert_key"] == layout.SERVER_TLS["monitoring"].key
+    assert server["root_url"] == f"https://grafana.{public}/"
+    assert server["domain"] == f"grafana.{public}"
+    assert grafana_ini(stack)["security"]["cookie_secure"] == "true"
+
+
+def test_grafana_uses_its_postgres_database(stack: Preview) -> None:
+    database = grafana_ini(stack)["database"]
+    assert database["type"] == "postgres"
+    assert database["name"] == "grafanadb_server" and database["name"] in stack.cfg.database.databases
+    assert database["user"] == "grafana"
+
+
+def test_grafana_logs_in_through_keycloak(stack: Preview) -> None:
+    oauth = grafana_ini(stack)["auth.generic_oauth"]
+    realm = f"https://keycloak.{stack.cfg.dns.public_domain}/realms/nina/protocol/openid-connect"
+    assert oauth["enabled"] == "true" and oauth["client_id"] == "grafana"
+    assert (oauth["auth_url"], oauth["token_url"], oauth["api_url"]) == (f"{realm}/auth", f"{realm}/token", f"{realm}/userinfo")
+    assert "openid" in oauth["scopes"].split()
+    # only the realm's administrators get in (the realm's groups claim)
+    assert "nina-admins" in oauth["role_attribute_path"] and oauth["role_attribute_strict"] == "true"
+
+
+def test_every_delivered_grafana_variable_maps_onto_grafana_ini(stack: Preview) -> None:
+    """GF_<SECTION>_<KEY>: each variable the env file holds names a section this grafana.ini uses (or one Grafana
+    has anyway), and grafana.ini does not set the key itself."""
+    ini = grafana_ini(stack)
+    sections = {s.upper().replace(".", "_"): s for s in ini.sections()}
+    for var in layout.SERVICE_ENV_VARS["grafana"]:
+        body = var.removeprefix("GF_")
+        (section,) = [s for s in sections if body.startswith(s + "_")]
+        key = body.removeprefix(section + "_").lower()
+        assert key not in ini[sections[section]], var
+
+
+def test_grafana_waits_for_its_delivered_files(stack: Preview) -> None:
+    dropin = monitoring_files(stack)[GRAFANA_DROPIN]
+    conditions = {line.split("=", 1)[1] for line in dropin.splitlines() if line.startswith("ConditionPathExists=")}
+    tls = layout.SERVER_TLS["monitoring"]
+    assert conditions == {layout.SERVICE_ENV["grafana"], tls.cert, tls.key}
+    assert f"EnvironmentFile={layout.SERVICE_ENV['grafana']}" in dropin
+    assert "grafana-server.service" in tls.units and "grafana-server.service" in ROLES["monitoring"].units
+
+
+def test_grafana_provisioning(stack: Preview) -> None:
+    files = monitoring_files(stack)
+    sources = {d["name"]: d for d in yaml.safe_load(files[DATASOURCES])["datasources"]}
+    assert sources["Prometheus"]["url"] == f"http://127.0.0.1:{PORT['prometheus'].port}" and sources["Prometheus"]["isDefault"]
+    assert sources["Alertmanager"]["url"] == f"http://127.0.0.1:{PORT['alertmanager'].port}"
+    (provider,) = yaml.safe_load(files[DASHBOARDS])["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"] == str(Path(alerts.DASHBOARD_PATH).parent)
+
+
+def test_dashboard_queries_parse(stack: Preview, tmp_path: Path) -> None:
+    """The dashboard's PromQL, checked by promtool as recording rules (promtool has no bare query parser)."""
+    dashboard = json.loads(alerts.dashboard_json(stack.cfg))
+    assert dashboard["uid"] and dashboard["panels"][0]["targets"][0]["expr"] == 'ALERTS{alertstate="firing"}'
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert any("DCGM_FI_DEV_GPU_TEMP" in e for e in exprs) == bool(stack.cfg.hosts_with("gpu"))
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"nina:panel{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    (tmp_path / "panels.yml").write_text(yaml.safe_dump(rules))
+    result = run(tool("promtool"), "check", "rules", str(tmp_path / "panels.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_grafana_major_version_is_pinned_by_apt(stack: Preview, tmp_path: Path) -> None:
+    """apt itself, on a local repository offering Grafana 12.1.0 and 13.0.0: with the pin, 12.1.0 is the candidate."""
+    for name in ("dpkg-deb", "dpkg-scanpackages", "apt-cache"):
+        tool(name)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for version in ("12.1.0", "13.0.0"):
+        pkg = tmp_path / f"grafana-{version}"
+        (pkg / "DEBIAN").mkdir(parents=True)
+        (pkg / "DEBIAN" / "control").write_text(
+            f"Package: grafana\nVersion: {version}\nArchitecture: all\nMaintainer: test <t@example.org>\nDescription: stand-in\n"
+        )
+        assert run("dpkg-deb", "--build", str(pkg), str(repo / f"grafana_{version}_all.deb")).returncode == 0
+    packages = run("dpkg-scanpackages", "--multiversion", ".", cwd=repo)
+    (repo / "Packages").write_text(packages.stdout)
+    root = tmp_path / "root"
+    for d in ("etc/apt/preferences.d", "etc/apt/sources.list.d", "var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "var/lib/dpkg"):
+        (root / d).mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text("")
+    (root / "etc/apt/sources.list").write_text(f"deb [trusted=yes] file:{repo} ./\n")
+
+    def candidate(with_pin: bool) -> str:
+        pin = root / "etc/apt/preferences.d/nina-grafana"
+        if with_pin:
+            pin.write_text(monitoring_files(stack)[GRAFANA_PIN])
+        elif pin.exists():
+            pin.unlink()
+        opts = [f"-oDir={root}", "-oDir::State::status=" + str(root / "var/lib/dpkg/status"), "-oDebug::NoLocking=1", "-oAPT::Sandbox::User=root"]
+        assert run("apt-get", *opts, "update").returncode == 0
+        policy = run("apt-cache", *opts, "policy", "grafana").stdout
+        (found,) = re.findall(r"Candidate: (\S+)", policy)
+        return found
+
+    assert candidate(with_pin=False) == "13.0.0"
+    assert candidate(with_pin=True) == "12.1.0"
+
+
+# -------------------------------------------------------------------------------------------- bootstrap and units
+
+
+def test_bootstrap_installs_grafana_from_its_signed_repository(stack: Preview) -> None:
+    script = monitoring_files(stack)[BOOTSTRAP]
+    assert 'echo "deb [signed-by=$key] https://apt.grafana.com stable main"' in script
+    assert "B53AE77BADB630A683046005963FA27710458545" in script
+    assert script.index("grep -qxE") < script.index('install -D -m 0644 "$tmp/k" "$key"')
+    assert f"ensure_dir {layout.PROMETHEUS_TARGETS_DIR} root root 0755" in script
+    assert f"ensure_dir {alerts.RULES_DIR} root root 0755" in script
+    assert f"ensure_dir {Path(layout.SERVER_TLS['monitoring'].cert).parent} root grafana 0750" in script
+    for unit in ROLES["monitoring"].units + ("prometheus-alertmanager.service", "prometheus-blackbox-exporter.service"):
+        assert unit in script.split("enable_unit", 1)[1].splitlines()[0], unit
+
+
+def test_bootstrap_passes_shellcheck(stack: Preview, tmp_path: Path) -> None:
+    shellcheck = tool("shellcheck")
+    script = tmp_path / "monitoring.sh"
+    script.write_text(monitoring_files(stack)[BOOTSTRAP])
+    result = run(shellcheck, "-s", "bash", str(script))
+    assert result.returncode == 0, result.stdout
+    script.write_text(monitoring_files(stack)[BOOTSTRAP].replace('"$tmp/k" "$key"', "$tmp/k $key"))
+    assert run(shellcheck, "-s", "bash", str(script)).returncode != 0
+
+
+def _verify_dropin(unit: str, base: str, dropin: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """systemd-analyze verify on `unit` (its distribution file, or a stand-in) with our drop-in beside it."""
+    units = tmp_path / unit
+    (units / f"{unit}.d").mkdir(parents=True, exist_ok=True)
+    (units / unit).write_text(base)
+    (units / f"{unit}.d" / "nina.conf").write_text(dropin)
+    return run(tool("systemd-analyze"), "verify", str(units / unit))
+
+
+def _ours(result: subprocess.CompletedProcess[str], tmp_path: Path) -> list[str]:
+    return [line for line in (result.stdout + result.stderr).splitlines() if "nina.conf" in line or str(tmp_path) in line]
+
+
+def test_dropins_pass_systemd_analyze_verify(stack: Preview, tmp_path: Path) -> None:
+    files = monitoring_files(stack)
+    distro = Path("/lib/systemd/system/prometheus.service")
+    prometheus = distro.read_text() if distro.exists() else "[Service]\nExecStart=/bin/true\n"
+    # grafana-server.service comes from Grafana's repository: a stand-in with its user and start command's shape
+    grafana = "[Unit]\nDescription=Grafana\n[Service]\nUser=root\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+    for unit, base, dropin in (("prometheus.service", prometheus, files[PROMETHEUS_DROPIN]), ("grafana-server.service", grafana, files[GRAFANA_DROPIN])):
+        result = _verify_dropin(unit, base, dropin, tmp_path)
+        assert result.returncode == 0 and not _ours(result, tmp_path), result.stderr
+        broken = _verify_dropin(unit, base, dropin.replace("Condition", "Conditon").replace("BindPaths", "BindPath"), tmp_path)
+        assert "Unknown key" in broken.stderr, unit
