@@ -19,6 +19,8 @@ PACKAGES=(
   openssh-client          # ssh-keygen judges SuperNode/operator keys
   iputils-ping            # ping through the real OpenVPN tunnel (tests/test_vpn_tunnel.py)
   logrotate               # logrotate -d on the VPN host's log rotation
+  prometheus-blackbox-exporter # --config.check on the monitoring host's probe modules
+  dpkg-dev                # dpkg-scanpackages: a local APT repository to test the Grafana version pin with apt
 )
 
 if [ "$(id -u)" -eq 0 ]; then
