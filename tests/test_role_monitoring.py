@@ -488,3 +488,31 @@ def test_dropins_pass_systemd_analyze_verify(stack: Preview, tmp_path: Path) -> 
         assert result.returncode == 0 and not _ours(result, tmp_path), result.stderr
         broken = _verify_dropin(unit, base, dropin.replace("Condition", "Conditon").replace("BindPaths", "BindPath"), tmp_path)
         assert "Unknown key" in broken.stderr, unit
+
+
+# ----------------------------------------------------------------------------------------------- security groups
+
+
+def _unreachable_probes(cfg: StackConfig) -> list[str]:
+    """Probe targets whose port-table row admits none of the monitoring host's roles (and that are not on it)."""
+    monitor = cfg.the_host_with("monitoring")
+    rows = {PORT["superlink"].port: PORT["superlink"]} | {PORT[r].port: PORT[r] for r in ("keycloak", "jupyterhub", "grafana")}
+    blocked = []
+    for job in ("tls", "superlink-health"):
+        for group in _groups(cfg, job):
+            target = group["targets"][0]
+            port = int(re.findall(r":(\d+)", target)[-1])
+            if group["labels"]["host"] != monitor.name and not set(monitor.roles) & set(rows[port].sources):
+                blocked.append(f"{job} {target}")
+    return blocked
+
+
+def test_probes_of_the_test_stack_pass_its_security_groups(previews: dict[str, Preview]) -> None:
+    assert _unreachable_probes(previews["test"].cfg) == []
+
+
+@pytest.mark.xfail(strict=True, reason="ports.py: the superlink and jupyterhub rows do not admit `monitoring` yet (lead)")
+def test_probes_of_a_dedicated_monitoring_host_pass_its_security_groups(previews: dict[str, Preview]) -> None:
+    """UAT's monitoring VM carries no other role: SuperLink /health and the JupyterHub TLS probe need their rows to
+    name it as a source (the SuperLink proxy's health.conf already allows the monitoring host's address)."""
+    assert _unreachable_probes(previews["uat"].cfg) == []
