@@ -450,6 +450,7 @@ def test_bootstrap_installs_grafana_from_its_signed_repository(stack: Preview) -
     assert f"ensure_dir {layout.PROMETHEUS_TARGETS_DIR} root root 0755" in script
     assert f"ensure_dir {alerts.RULES_DIR} root root 0755" in script
     assert f"ensure_dir {Path(layout.SERVER_TLS['monitoring'].cert).parent} root grafana 0750" in script
+    assert f"ensure_dir {Path(alerts.DASHBOARD_PATH).parent} root grafana 0750" in script
     for unit in ROLES["monitoring"].units + ("prometheus-alertmanager.service", "prometheus-blackbox-exporter.service"):
         assert unit in script.split("enable_unit", 1)[1].splitlines()[0], unit
 
