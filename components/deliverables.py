@@ -15,7 +15,7 @@ import pulumi
 from components.database import Database
 from components.pki import Pki
 from components.secrets import Secrets
-from nina import layout, names, openvpn
+from nina import layout, names, openvpn, scrape
 from nina.config import Host, StackConfig
 from nina.roles import SYSTEM_GROUP
 
@@ -156,8 +156,16 @@ def federations(src: Sources, host: Host) -> Iterable[Deliverable]:
     yield from federation.deliverables(src.cfg, host)
 
 
+def monitoring(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Prometheus targets and alert rules, Alertmanager's routing and the alert dashboard (nina/scrape.py): they
+    change with the stack, not the host, so they are delivered rather than in user-data. No secrets."""
+    if host.has("monitoring"):
+        for path, (content, units) in scrape.monitoring_files(src.cfg).items():
+            yield Deliverable(path, content, "root:root", "0644", units)
+
+
 # Order matters only for readability of the payload; each producer is independent.
-PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (trust, server_tls, service_env, flower, vpn, vpn_clients, federations)
+PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (trust, server_tls, service_env, flower, vpn, vpn_clients, federations, monitoring)
 
 # Directories the payload needs that no package creates (secrets stay out of world-readable places).
 DIRECTORIES = ({"path": layout.SECRETS_DIR, "owner": f"root:{SYSTEM_GROUP}", "mode": "0750"},)

@@ -54,14 +54,14 @@ PORTS: tuple[Port, ...] = (
     _p("https", "ingress", "tcp", 443, (PUBLIC,), "ReverseProxy nginx 443"),
     _p("openvpn-udp", "vpn", "udp", 1194, (PUBLIC,), "Nectar.VPN OpenVPN 1194/udp"),
     _p("openvpn-tcp", "vpn", "tcp", 443, (PUBLIC,), "Nectar.VPN OpenVPN 443/tcp fallback"),
-    _p("jupyterhub", "notebook", "tcp", 8000, ("ingress",), "JupyterHub; 8000 (§4.1.2.13 bind_url) so it can share a host with nginx"),
+    _p("jupyterhub", "notebook", "tcp", 8000, ("ingress", "monitoring"), "JupyterHub; 8000 (§4.1.2.13 bind_url) so it can share a host with nginx"),
     _p("keycloak", "iam", "tcp", 8443, ("ingress", "notebook", "monitoring"), "IAM Keycloak 8443"),
     _p(
         "superlink",
         "superlink",
         "tcp",
         SUPERLINK_PORT,
-        ("supernode", "vpn", "notebook"),
+        ("supernode", "vpn", "notebook", "monitoring"),  # monitoring: /health only (the proxy's ACL)
         "Flower SuperLink Fleet + Control API (flwr 1.41: one HTTPS port, was 9091-9093)",
     ),
     # The SuperLink itself listens on loopback; the nginx in front of it owns "superlink" and enforces who may reach
@@ -75,6 +75,7 @@ PORTS: tuple[Port, ...] = (
     _p("grafana", "monitoring", "tcp", 3000, ("ingress",), "Monitoring Grafana 3000"),
     _p("prometheus", "monitoring", "tcp", 9090, (), "Prometheus 9090; read by Grafana on the same host"),
     _p("alertmanager", "monitoring", "tcp", 9093, (), "Prometheus 9093 (Alertmanager); same host only"),
+    _p("blackbox-exporter", "monitoring", "tcp", 9115, (), "Prometheus blackbox exporter (SuperLink /health, TLS expiry probes); loopback"),
     _p("dcgm-exporter", "gpu", "tcp", 9400, ("monitoring",), "DCGM exporter 9400 (§5.1.1)"),
 )
 

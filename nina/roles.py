@@ -62,10 +62,10 @@ ROLES: dict[str, Role] = {
             (),
             False,
             None,
-            ("prometheus.service", "grafana-server.service"),
+            ("prometheus.service", "prometheus-alertmanager.service", "prometheus-blackbox-exporter.service", "grafana-server.service"),
         ),
         # A host with `gpu: true` carries this role: NVIDIA driver, DCGM and its exporter (§3.2.2, §5.1.1).
-        Role("gpu", "Nvidia.GPU drivers + DCGM exporter", (), False, None, ("nvidia-dcgm.service", "dcgm-exporter.service"), assignable=False),
+        Role("gpu", "Nvidia.GPU drivers + DCGM exporter", (), False, None, ("nvidia-persistenced.service", "nvidia-dcgm.service", "dcgm-exporter.service"), assignable=False),
     )
 }
 

@@ -512,11 +512,6 @@ def test_probes_of_the_test_stack_pass_its_security_groups(previews: dict[str, P
     assert _unreachable_probes(previews["test"].cfg) == []
 
 
-@pytest.mark.xfail(
-    not {"superlink", "jupyterhub"} <= {p.name for p in PORTS if "monitoring" in p.sources},
-    reason="ports.py: the superlink and jupyterhub rows do not admit `monitoring` yet",
-    strict=True,
-)
 def test_probes_of_a_dedicated_monitoring_host_pass_its_security_groups(previews: dict[str, Preview]) -> None:
     """UAT's monitoring VM carries no other role: SuperLink /health and the JupyterHub TLS probe need their rows to
     name it as a source (the SuperLink proxy's health.conf already allows the monitoring host's address)."""
