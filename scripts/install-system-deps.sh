@@ -20,6 +20,7 @@ PACKAGES=(
   iputils-ping            # ping through the real OpenVPN tunnel (tests/test_vpn_tunnel.py)
   logrotate               # logrotate -d on the VPN host's log rotation
   prometheus-blackbox-exporter # --config.check on the monitoring host's probe modules
+  curl                    # the SuperLink registration commands and the ACL tests talk HTTPS with it
   dpkg-dev                # dpkg-scanpackages: a local APT repository to test the Grafana version pin with apt
 )
 
