@@ -21,7 +21,7 @@ from typing import Any
 
 from nina import layout, names, openvpn
 from nina.config import ConfigError, Federation, Organisation, StackConfig, SuperNode, parse
-from nina.evaluate import StackNotFound, evaluate, project_root, stack_config
+from nina.evaluate import StackNotFound, evaluate, project_root, report_stack_error, stack_config
 from nina.mocks import mask
 
 Files = dict[str, tuple[str, int]]  # relative path -> (content, mode)
@@ -127,14 +127,8 @@ def bundle(args: argparse.Namespace) -> int:
         root = project_root(Path(args.cwd) if args.cwd else None)
         raw, _, _ = stack_config(root, args.stack)
         cfg = parse(raw)
-    except StackNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except ConfigError as exc:
-        print(f"error: Pulumi.{args.stack}.yaml is invalid:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
+    except (StackNotFound, ConfigError) as exc:
+        return report_stack_error(args.stack, exc)
     org = cfg.organisations.get(args.org)
     if org is None:
         print(f"error: {args.org!r} is not an organisation in Pulumi.{args.stack}.yaml ({', '.join(cfg.organisations)})", file=sys.stderr)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nina.config import ConfigError
-from nina.evaluate import Evaluation, StackNotFound, evaluate, project_root
+from nina.evaluate import Evaluation, StackNotFound, evaluate, project_root, report_stack_error
 from nina.mocks import mask
 
 INSTANCE = "openstack:compute/instance:Instance"
@@ -69,14 +69,8 @@ def preview(args: argparse.Namespace) -> int:
     try:
         root = project_root(Path(args.cwd) if args.cwd else None)
         ev = evaluate(args.stack, root, materialize=args.materialize)
-    except StackNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except ConfigError as exc:
-        print(f"error: Pulumi.{args.stack}.yaml is invalid; no resource was registered:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
+    except (StackNotFound, ConfigError) as exc:
+        return report_stack_error(args.stack, exc)
     for warning in ev.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.out:

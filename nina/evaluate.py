@@ -33,6 +33,19 @@ class StackNotFound(Exception):
     pass
 
 
+def report_stack_error(stack: str, exc: Exception) -> int:
+    """What every `nina` command prints for a missing or invalid stack file; returns its exit code (3 or 2)."""
+    from nina.config import ConfigError
+
+    if isinstance(exc, ConfigError):
+        print(f"error: Pulumi.{stack}.yaml is invalid; no resource was registered:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    print(f"error: {exc}", file=sys.stderr)
+    return 3
+
+
 def project_root(start: Path | None = None) -> Path:
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
