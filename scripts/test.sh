@@ -16,6 +16,8 @@ fi
 # Tests that run real flower-superlink / flower-supernode need flwr in a venv of its own (its pins clash with
 # the Pulumi SDK's).
 scripts/flwr-venv.sh
+# The notebook tests load the rendered jupyterhub_config.py against the pinned JupyterHub classes.
+scripts/jupyterhub-venv.sh
 
 # Against the typed pulumi-openstack SDK: catches wrong argument names before any cloud does.
 .venv/bin/mypy components cloudinit nina

@@ -233,7 +233,7 @@ print(json.dumps({"unknown": unknown, "versions": versions, "binds": objects["Do
 def test_every_setting_is_a_real_trait(preview: Preview, tmp_path: Path) -> None:
     python = _jupyterhub_python()
     if python is None:
-        pytest.skip("no JupyterHub environment (set NINA_JUPYTERHUB_VENV, pip install the bootstrap's pins)")
+        pytest.skip("no JupyterHub environment: run scripts/jupyterhub-venv.sh (scripts/test.sh does)")
     config = tmp_path / "jupyterhub_config.py"
     config.write_text(notebook_files(preview)[CONFIG])
     result = subprocess.run([str(python), "-c", _TRAIT_CHECK, str(config)], capture_output=True, text=True, timeout=120)
