@@ -16,7 +16,8 @@ from components.database import Database
 from components.pki import Pki
 from components.secrets import Secrets
 from nina import layout, names, openvpn, scrape
-from nina.config import Host, StackConfig
+from nina.alerts import SMTP_PASSWORD_PATH
+from nina.config import NAMESPACE, Host, StackConfig
 from nina.roles import SYSTEM_GROUP
 
 
@@ -162,6 +163,10 @@ def monitoring(src: Sources, host: Host) -> Iterable[Deliverable]:
     if host.has("monitoring"):
         for path, (content, units) in scrape.monitoring_files(src.cfg).items():
             yield Deliverable(path, content, "root:root", "0644", units)
+        if src.cfg.monitoring.smtp_username:
+            # Alertmanager (user prometheus on Ubuntu) reads it through smtp_auth_password_file.
+            password = pulumi.Config(NAMESPACE).require_secret("smtp_password")
+            yield Deliverable(SMTP_PASSWORD_PATH, password, "prometheus:prometheus", "0600", ("reload:prometheus-alertmanager.service",))
 
 
 # Order matters only for readability of the payload; each producer is independent.

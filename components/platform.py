@@ -28,6 +28,11 @@ class Platform(pulumi.ComponentResource):
         self.network = Network("net", cfg, child)
         self.security = SecurityGroups("sg", cfg, child)
         self.database = Database("postgres", cfg, self.network, child)
+        if not cfg.monitoring.configured:
+            pulumi.log.warn(
+                f"nina:monitoring is not set: alerts would mail ops@{cfg.dns.public_domain} through localhost:25, where no "
+                "relay listens. Set nina:monitoring.alert_email and .smarthost (README: Configuration reference)."
+            )
         self.pki = Pki("pki", cfg, child)
         self.secrets = Secrets("secrets", cfg, child)
         self.hosts = {

@@ -330,15 +330,14 @@ def rules_yaml() -> str:
 
 
 def _mail(cfg: StackConfig) -> dict[str, object]:
-    """Mail settings: the proposed `nina:monitoring` key (alert_email, smarthost, email_from, smtp_username) when the
-    config model has it. Until then: ops@<public domain> through localhost:25, where no relay listens, so every
-    notification fails loudly (AlertmanagerNotificationsFailing in Grafana, the journal) instead of vanishing the way
-    a null receiver would."""
-    mon = getattr(cfg, "monitoring", None)
-    to = list(getattr(mon, "alert_email", None) or [f"ops@{cfg.dns.public_domain}"])
-    smarthost = getattr(mon, "smarthost", None) or "localhost:25"
-    sender = getattr(mon, "email_from", None) or f"alertmanager@{cfg.dns.public_domain}"
-    user = getattr(mon, "smtp_username", None)
+    """Mail settings from `nina:monitoring`. Without it: ops@<public domain> through localhost:25, where no relay
+    listens, so every notification fails loudly (AlertmanagerNotificationsFailing in Grafana, the journal) instead of
+    vanishing the way a null receiver would; the preview warns about it."""
+    mon = cfg.monitoring
+    to = list(mon.alert_email or [f"ops@{cfg.dns.public_domain}"])
+    smarthost = mon.smarthost or "localhost:25"
+    sender = mon.email_from or f"alertmanager@{cfg.dns.public_domain}"
+    user = mon.smtp_username
     auth: dict[str, object] = {"smtp_auth_username": user, "smtp_auth_password_file": SMTP_PASSWORD_PATH} if user else {}
     return {"smtp_smarthost": smarthost, "smtp_from": sender, **auth, "to": to}
 

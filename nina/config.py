@@ -166,6 +166,21 @@ class Database:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    """Where Alertmanager mails alerts (§5.3). Absent from a stack: ops@<public_domain> through localhost:25, where no
+    relay listens, so notifications fail loudly (AlertmanagerNotificationsFailing) and the preview warns."""
+
+    alert_email: tuple[str, ...] = ()
+    smarthost: str = "localhost:25"  # host:port of the institution's SMTP relay (STARTTLS on 587)
+    email_from: str = ""
+    smtp_username: str | None = None  # with the secret nina:smtp_password
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.alert_email)
+
+
+@dataclass(frozen=True)
 class StackConfig:
     environment: str
     cloud: Cloud
@@ -177,6 +192,7 @@ class StackConfig:
     federations: Mapping[str, Federation]
     database: Database
     secrets: Mapping[str, str] = field(default_factory=dict)  # names of `--secret` keys set in the stack
+    monitoring: Monitoring = field(default_factory=Monitoring)
 
     def hosts_with(self, role: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts.values() if h.has(role))
@@ -738,6 +754,37 @@ def _parse_database(r: _Reader, raw: Any) -> Database:
     return Database(r.string(d, "flavor", p), r.integer(d, "size_gb", p, minimum=1), r.string(d, "datastore_version", p, "17"))
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+
+
+def _parse_monitoring(r: _Reader, raw: Any, secret_given: bool) -> Monitoring:
+    p = "nina:monitoring"
+    if raw is None:
+        if secret_given:
+            r.problem(f"{NAMESPACE}:smtp_password", f"is set but {p}.smtp_username is not")
+        return Monitoring()
+    d = r.mapping(raw, p, ("alert_email", "smarthost", "email_from", "smtp_username"))
+    emails = r.strings(d, "alert_email", p)
+    for i, address in enumerate(emails):
+        if not _EMAIL.match(address):
+            r.problem(f"{p}.alert_email[{i}]", f"{address!r} is not an email address")
+    smarthost = r.string(d, "smarthost", p)
+    host, _, port = smarthost.rpartition(":")
+    if smarthost and (not host or not port.isdigit()):
+        r.problem(f"{p}.smarthost", f"{smarthost!r} must be host:port (e.g. smtp.example.edu.au:587)")
+    sender = r.string(d, "email_from", p, default="")  # default: alertmanager@<public_domain>
+    if sender and not _EMAIL.match(sender):
+        r.problem(f"{p}.email_from", f"{sender!r} is not an email address")
+    user = d.get("smtp_username")
+    if user is not None and not isinstance(user, str):
+        r.problem(f"{p}.smtp_username", "must be a string")
+    if user and not secret_given:
+        r.problem(f"{p}.smtp_username", f"needs its password: pulumi config set --secret {NAMESPACE}:smtp_password")
+    if secret_given and not user:
+        r.problem(f"{NAMESPACE}:smtp_password", f"is set but {p}.smtp_username is not")
+    return Monitoring(tuple(emails), smarthost, sender, user or None)
+
+
 def _check_cross(
     r: _Reader,
     cfg_hosts: Mapping[str, Host],
@@ -763,11 +810,11 @@ def _check_cross(
             r.problem(f"nina:organisations.{org.name}.segment", f"{org.segment!r} is not a segment in nina:network.segments")
 
 
-KNOWN_KEYS = ("environment", "cloud", "admin", "dns", "network", "hosts", "organisations", "federations", "database")
+KNOWN_KEYS = ("environment", "cloud", "admin", "dns", "network", "hosts", "organisations", "federations", "database", "monitoring")
 # Secrets the program reads (`pulumi config set --secret nina:<key>`). Required ones must be set before
 # `pulumi up`; optional ones are generated (random) when absent.
 REQUIRED_SECRETS: tuple[str, ...] = ("ssh_private_key",)  # the operators' key pulumi-command connects with
-OPTIONAL_SECRETS: tuple[str, ...] = ("keycloak_admin_password", "grafana_admin_password")
+OPTIONAL_SECRETS: tuple[str, ...] = ("keycloak_admin_password", "grafana_admin_password", "smtp_password")
 SECRET_KEYS: tuple[str, ...] = REQUIRED_SECRETS + OPTIONAL_SECRETS
 
 
@@ -792,6 +839,7 @@ def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) ->
     hosts = _parse_hosts(r, _decode(raw, "hosts"), network)
     federations = _parse_federations(r, _decode(raw, "federations"), hosts, orgs)
     database = _parse_database(r, _decode(raw, "database"))
+    monitoring = _parse_monitoring(r, _decode(raw, "monitoring"), f"{NAMESPACE}:smtp_password" in raw)
     _check_cross(r, hosts, admin, orgs, network, federations)
     if r.problems:
         raise ConfigError(r.problems)
@@ -801,7 +849,7 @@ def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) ->
     if r.problems:
         raise ConfigError(r.problems)
     present = tuple(k for k in secret_keys if f"{NAMESPACE}:{k}" in raw)
-    return StackConfig(environment, cloud, admin, dns, network, hosts, orgs, federations, database, {k: k for k in present})
+    return StackConfig(environment, cloud, admin, dns, network, hosts, orgs, federations, database, {k: k for k in present}, monitoring)
 
 
 def load() -> StackConfig:

@@ -78,3 +78,33 @@ def test_no_warning_once_the_ssh_key_is_set(project_copy: Callable[[str, dict[st
     assert proc.returncode == 0, proc.stderr
     assert "nina:ssh_private_key is not set" not in proc.stderr
     assert json.loads(proc.stdout)["stack"] == "test"
+
+
+def test_unconfigured_alert_mail_is_a_warning(preview: Preview) -> None:
+    # Neither stack sets nina:monitoring yet: an operator must see that alerts would go nowhere.
+    assert "warning: nina:monitoring is not set: alerts would mail ops@" in preview.stderr
+
+
+def test_configured_alert_mail_delivers_the_smtp_password_as_a_secret(project_copy: Callable[[str, dict[str, Any]], Any]) -> None:
+    config = yaml.safe_load((ROOT / "Pulumi.uat.yaml").read_text())["config"]
+    config["nina:monitoring"] = {"alert_email": ["ops@qcif.edu.au"], "smarthost": "smtp.qcif.edu.au:587", "smtp_username": "nina"}
+    config["nina:smtp_password"] = {"secure": "v1:AAAAAAAAAAAAAAAA:encrypted-by-pulumi"}
+    root = project_copy("uat", config)
+    masked = run_nina("preview", "--stack", "uat", "--json", "--cwd", str(root))
+    plain = run_nina("preview", "--stack", "uat", "--json", "--show-secrets", "--cwd", str(root))
+    assert masked.returncode == 0 and plain.returncode == 0, masked.stderr
+    assert "nina:monitoring is not set" not in masked.stderr
+
+    def payload(stdout: str) -> Any:
+        (deliver,) = [r for r in json.loads(stdout)["resources"] if r["name"] == "deliver-monitoring"]
+        return deliver["inputs"]["stdin"]
+
+    assert payload(masked.stdout) == "[secret]"
+    files = {f["path"]: f for f in json.loads(payload(plain.stdout))["files"]}
+    from nina.alerts import SMTP_PASSWORD_PATH
+
+    password = files[SMTP_PASSWORD_PATH]
+    # The stack's secure value (offline: the preview's stand-in for it), readable only by Alertmanager's user.
+    assert password["content"] == "[secret from stack config]" and password["mode"] == "0600"
+    assert password["owner"] == "prometheus:prometheus" and password["units"] == ["reload:prometheus-alertmanager.service"]
+    assert "smtp.qcif.edu.au:587" in files["/etc/prometheus/alertmanager.yml"]["content"]

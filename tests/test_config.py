@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import STACKS, evaluate_raw, problems, raw_config, run_nina
+from conftest import STACKS, encode, evaluate_raw, problems, raw_config, run_nina
 
 Raw = dict[str, Any]
 
@@ -187,6 +187,10 @@ CASES: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
         "nina:federations.uat-cardiac.members.nowhere",
         "is not an organisation",
     ),
+    ("alert-email-malformed", "test", _set(("nina:monitoring",), {"alert_email": ["ops at qcif"], "smarthost": "smtp.qcif.edu.au:587"}), "nina:monitoring.alert_email[0]", "not an email address"),
+    ("smarthost-without-port", "test", _set(("nina:monitoring",), {"alert_email": ["ops@qcif.edu.au"], "smarthost": "smtp.qcif.edu.au"}), "nina:monitoring.smarthost", "must be host:port"),
+    ("smtp-user-without-password", "test", _set(("nina:monitoring",), {"alert_email": ["ops@qcif.edu.au"], "smarthost": "smtp.qcif.edu.au:587", "smtp_username": "nina"}), "nina:monitoring.smtp_username", "nina:smtp_password"),
+    ("smtp-password-without-user", "test", _set(("nina:smtp_password",), "s3cret"), "nina:smtp_password", "smtp_username is not"),
 ]
 
 
@@ -275,3 +279,15 @@ def test_preview_of_missing_stack_exits_3() -> None:
     assert "Pulumi.nosuchstack.yaml not found" in proc.stderr
     for stack in STACKS:
         assert stack in proc.stderr  # it lists the stacks that do exist
+
+
+def test_monitoring_mail_settings_are_typed() -> None:
+    from nina.config import parse
+
+    raw = raw_config("test")
+    raw["nina:monitoring"] = {"alert_email": ["ops@qcif.edu.au"], "smarthost": "smtp.qcif.edu.au:587", "email_from": "nina@qcif.edu.au", "smtp_username": "nina"}
+    raw["nina:smtp_password"] = "s3cret"
+    cfg = parse(encode(raw))
+    assert cfg.monitoring.configured and cfg.monitoring.alert_email == ("ops@qcif.edu.au",)
+    assert (cfg.monitoring.smarthost, cfg.monitoring.email_from, cfg.monitoring.smtp_username) == ("smtp.qcif.edu.au:587", "nina@qcif.edu.au", "nina")
+    assert not parse(encode(raw_config("test"))).monitoring.configured  # absent: the preview warns instead

@@ -10,11 +10,11 @@ the Grafana version pin; grafana.ini through configparser. Files come from `nina
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import json
 import re
 import shutil
 import subprocess
-import types
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from nina import alerts, layout, names, scrape
-from nina.config import StackConfig
+from nina.config import Monitoring, StackConfig
 from nina.ports import PORTS
 from nina.roles import ROLES
 from tests.conftest import Preview
@@ -304,12 +304,10 @@ def test_alerts_mail_operations_by_severity(stack: Preview, tmp_path: Path) -> N
 
 
 def test_mail_settings_follow_a_monitoring_config_key(previews: dict[str, Preview], tmp_path: Path) -> None:
-    """The proposed `nina:monitoring` key, as the config model would hand it over."""
+    """`nina:monitoring`, as the config model hands it over."""
     base = previews["uat"].cfg
-    monitoring = types.SimpleNamespace(
-        alert_email=("ops@qcif.edu.au", "oncall@qcif.edu.au"), smarthost="smtp.qcif.edu.au:587", email_from="nina@qcif.edu.au", smtp_username="nina"
-    )
-    cfg: Any = types.SimpleNamespace(**vars(base), monitoring=monitoring)
+    monitoring = Monitoring(("ops@qcif.edu.au", "oncall@qcif.edu.au"), "smtp.qcif.edu.au:587", "nina@qcif.edu.au", "nina")
+    cfg = dataclasses.replace(base, monitoring=monitoring)
     document = alerts.alertmanager_document(cfg)
     assert document["global"] == {
         "smtp_smarthost": "smtp.qcif.edu.au:587",
