@@ -27,7 +27,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from nina import layout, names, openvpn, ports, services
+from nina import databases, layout, names, openvpn, ports, services
 from nina.config import Host, StackConfig
 from nina.roles import ROLES, SYSTEM_GROUP
 
@@ -59,6 +59,7 @@ class RenderedFile:
 
 
 def context(cfg: StackConfig, host: Host, **extra: Any) -> dict[str, Any]:
+    backups = databases.backed_up_on(cfg, host)
     return {
         "cfg": cfg,
         "host": host,
@@ -68,20 +69,23 @@ def context(cfg: StackConfig, host: Host, **extra: Any) -> dict[str, Any]:
         "services": services,  # public name -> internal service (nina/services.py), shared with platform outputs
         "layout": layout,  # paths of delivered material (nina/layout.py), shared with the SSH delivery
         "openvpn": openvpn,  # the vpn fragment renders server configs from nina/openvpn.py's data
+        "databases": databases,  # §4.3.1's databases and their backups (nina/databases.py)
+        "backups": backups,  # the databases this host backs up
         "system_group": SYSTEM_GROUP,
         "flwr_version": FLWR_VERSION,
         "superlinks": [f for f in cfg.federations.values() if f.superlink_host == host.name],
         "vpns": [f for f in cfg.federations.values() if f.vpn_host == host.name],
         "supernodes": cfg.supernodes_on(host.name),
-        "service_users": sorted({u for r in host.roles for u in ROLES[r].service_users}),
+        "service_users": sorted({u for r in host.roles for u in ROLES[r].service_users} | ({databases.BACKUP_USER} if backups else set())),
         "venvs": sorted({ROLES[r].python_venv for r in host.roles if ROLES[r].python_venv}),
         **extra,
     }
 
 
-def fragments(host: Host) -> list[str]:
-    """The base first, then the host's roles in table order (stable, whatever order the stack lists them)."""
-    return ["base"] + [r for r in ROLES if r in host.roles]
+def fragments(cfg: StackConfig, host: Host) -> list[str]:
+    """The base first, then the host's roles in table order (stable, whatever order the stack lists them), then the
+    backups of the databases those roles use."""
+    return ["base"] + [r for r in ROLES if r in host.roles] + (["backup"] if databases.backed_up_on(cfg, host) else [])
 
 
 def render_fragment(name: str, ctx: dict[str, Any]) -> tuple[list[str], list[RenderedFile], str | None]:
@@ -99,13 +103,18 @@ def render_fragment(name: str, ctx: dict[str, Any]) -> tuple[list[str], list[Ren
     return list(spec.get("packages", [])), files, bootstrap
 
 
+def render_file(template: str, cfg: StackConfig, host: Host) -> str:
+    """One template rendered for a host, for material delivered over SSH rather than in user-data."""
+    return _env.get_template(template).render(context(cfg, host))
+
+
 def cloud_config(cfg: StackConfig, host: Host) -> dict[str, Any]:
     """The cloud-config document for one host, as a dict (validated against cloud-init's schema in the tests)."""
     ctx = context(cfg, host)
     packages: list[str] = []
     write_files: list[dict[str, Any]] = []
     runcmd: list[list[str]] = []
-    for index, name in enumerate(fragments(host)):
+    for index, name in enumerate(fragments(cfg, host)):
         pkgs, files, bootstrap = render_fragment(name, ctx)
         packages += [p for p in pkgs if p not in packages]
         for f in files:

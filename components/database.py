@@ -1,7 +1,7 @@
 """Managed PostgreSQL on Nectar's Database service (Trove), as §4.1.2.8 asks, not a hand-built VM.
 
-Databases follow §4.3.1 (keycloakdb_server, grafanadb_server). Each service gets its own owner role with a
-generated password (a Pulumi secret); Keycloak and Grafana receive theirs over SSH, never in user-data.
+Databases follow §4.3.1 (the table in nina/databases.py). Each service gets its own owner role with a generated
+password (a Pulumi secret); Keycloak and Grafana, and the backups beside them, receive it over SSH, never in user-data.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import pulumi_random as random
 
 from components.network import Network
 from nina.config import StackConfig
+from nina.databases import DATABASES
 from nina.ports import POSTGRES_PORT
-
-# database -> owner role (§4.1.2.8: the keycloak role owns keycloakdb_server)
-OWNERS = {"keycloakdb_server": "keycloak", "grafanadb_server": "grafana"}
 
 
 class Database(pulumi.ComponentResource):
@@ -27,7 +25,7 @@ class Database(pulumi.ComponentResource):
         self.passwords = {}
         users = []
         for db in cfg.database.databases:
-            owner = OWNERS[db]
+            owner = DATABASES[db].owner
             password = random.RandomPassword(f"{name}-{owner}", length=32, special=False, opts=child)
             self.passwords[owner] = pulumi.Output.secret(password.result)
             users.append(openstack.database.InstanceUserArgs(name=owner, password=self.passwords[owner], databases=[db]))

@@ -7,6 +7,7 @@ user-data: components/delivery.py hands the list to /usr/local/sbin/nina-deliver
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import pulumi
 from components.database import Database
 from components.pki import Pki
 from components.secrets import Secrets
-from nina import layout, names, openvpn, scrape
+from nina import databases, layout, names, openvpn, scrape
 from nina.alerts import SMTP_PASSWORD_PATH
 from nina.config import NAMESPACE, Host, StackConfig
 from nina.roles import SYSTEM_GROUP
@@ -169,8 +170,50 @@ def monitoring(src: Sources, host: Host) -> Iterable[Deliverable]:
             yield Deliverable(SMTP_PASSWORD_PATH, password, "prometheus:prometheus", "0600", ("reload:prometheus-alertmanager.service",))
 
 
+# The backup tooling of §4.3.1-§4.3.2, delivered (cloudinit/templates/backup): template -> (path, mode).
+BACKUP_TOOLING = {
+    "backup/nina-db-backup.sh.j2": (databases.BACKUP_COMMAND, "0755"),
+    "backup/nina-db-restore.sh.j2": (databases.RESTORE_COMMAND, "0755"),
+    "backup/nina-backup@.service.j2": ("/etc/systemd/system/nina-backup@.service", "0644"),
+    "backup/nina-backup@.timer.j2": ("/etc/systemd/system/nina-backup@.timer", "0644"),
+}
+
+
+def backups(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """§4.3.1 on the host whose service uses each database: the backup and restore commands, a timer per database
+    (enabled here), and the credentials: where the database lives and its owner's password as a libpq password
+    file only the backup user reads. Delivered, so a new schedule or retention never replaces the VM; new
+    credentials (the first delivery, right after the release, included) start a backup at once."""
+    from cloudinit.render import render_file  # it renders user-data from the same context
+
+    rows = databases.backed_up_on(src.cfg, host)
+    if not rows:
+        return
+    timers = tuple(f"enable:{databases.BACKUP_UNIT.format(r.name).replace('.service', '.timer')}" for r in rows)
+    for template, (path, mode) in BACKUP_TOOLING.items():
+        yield Deliverable(path, render_file(template, src.cfg, host), "root:root", mode, timers if path.endswith(".timer") else ())
+    db = src.database
+    for row in rows:
+        start = (f"start:{databases.BACKUP_UNIT.format(row.name)}",)
+        env = db.address.apply(functools.partial(_backup_env, row.name, db.port))
+        pgpass = pulumi.Output.all(db.address, db.passwords[row.owner]).apply(functools.partial(_backup_pgpass, row.name, db.port))
+        yield Deliverable(databases.credentials_env(row.name), env, "root:root", "0644", start)
+        yield Deliverable(databases.credentials_pgpass(row.name), pulumi.Output.secret(pgpass), f"{databases.BACKUP_USER}:{SYSTEM_GROUP}", "0600", start)
+
+
+def _backup_env(name: str, port: int, address: str) -> str:
+    return databases.credentials_text(name, address, port)
+
+
+def _backup_pgpass(name: str, port: int, values: list[str]) -> str:
+    address, password = values
+    return databases.pgpass_text(name, address, port, password)
+
+
 # Order matters only for readability of the payload; each producer is independent.
-PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (trust, server_tls, service_env, flower, vpn, vpn_clients, federations, monitoring)
+PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
+    trust, server_tls, service_env, flower, vpn, vpn_clients, federations, monitoring, backups,
+)
 
 # Directories the payload needs that no package creates (secrets stay out of world-readable places).
 DIRECTORIES = ({"path": layout.SECRETS_DIR, "owner": f"root:{SYSTEM_GROUP}", "mode": "0750"},)

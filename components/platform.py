@@ -16,7 +16,7 @@ from components.pki import Pki
 from components.secrets import Secrets
 from components.security import SecurityGroups
 from components import vpn
-from nina import names, services
+from nina import databases, names, services
 from nina.config import StackConfig
 
 
@@ -33,6 +33,13 @@ class Platform(pulumi.ComponentResource):
                 f"nina:monitoring is not set: alerts would mail ops@{cfg.dns.public_domain} through localhost:25, where no "
                 "relay listens. Set nina:monitoring.alert_email and .smarthost (README: Configuration reference)."
             )
+        for host in cfg.hosts.values():
+            backed_up = [d.name for d in databases.backed_up_on(cfg, host)]
+            if backed_up and not host.volume_gb:
+                pulumi.log.warn(
+                    f"nina:hosts.{host.name} has no volume_gb: the backups of {', '.join(backed_up)} are kept on its root "
+                    "disk and lost when the VM is replaced. Give it a state volume (README: Backups)."
+                )
         self.pki = Pki("pki", cfg, child)
         self.secrets = Secrets("secrets", cfg, child)
         self.hosts = {

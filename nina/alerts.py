@@ -42,7 +42,6 @@ DASHBOARD_PATH = "/etc/grafana/dashboards/nina/node-overview.json"  # Grafana's 
 SEVERITIES = ("low", "medium", "high")  # the manual's words (§5.3.3), lowest first
 # Mount points the disk alerts watch (§5.3.3 "each priority mount point"): the root disk and the state volume.
 PRIORITY_MOUNTS = ("/", "/var/lib/nina")
-BACKUP_MAX_AGE_DAYS = 35  # §4.3.1: a database backup every month, plus a few days' grace
 NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
 # promtool evaluates every sample at EVAL, after POINTS one-minute points from time 0: long enough for the longest
 # `for` (1h) plus the 30m windows; every extra hour costs seconds per case.
@@ -94,6 +93,7 @@ _PROBE_SL = 'instance="https://superlink-fl.test.nina.internal:9092/health",job=
 _PROBE_TLS = 'instance="keycloak.test.nina.internal:8443",job="tls",service="keycloak",host="h1",environment="test"'
 _GPU = 'instance="10.0.0.7:9400",job="dcgm",host="h3",environment="test",gpu="0",UUID="GPU-1",device="nvidia0",modelName="Tesla"'
 _DAY = 86400
+_BACKUP = _node() + ',backup="grafanadb_server"'
 
 
 def _const(value: float | int) -> str:
@@ -159,14 +159,23 @@ def _host_rules() -> list[Rule]:
             "{{ $labels.host }}: {{ $labels.mountpoint }} will be full within 24 hours at the current rate", "§5.3.3",
             Sample({_s("node_filesystem_avail_bytes", _FS): _rising(-1e9, 1e11)}, {_s("node_filesystem_avail_bytes", _FS): _const(1e11)}),
         ),
-        # §4.3.1: a monthly database backup. The backup job (pg_dump) writes this textfile-collector metric.
+        # §4.3.1: database backups (nina/databases.py). Each backup publishes, through node exporter's textfile
+        # collector, the time of its last success and how old that may grow on the stack's schedule.
         Rule(
-            "BackupStale", f"time() - nina_backup_last_success_timestamp_seconds > {BACKUP_MAX_AGE_DAYS} * 86400", "1h", "medium",
-            "{{ $labels.host }}: last successful {{ $labels.backup }} backup is older than " + f"{BACKUP_MAX_AGE_DAYS} days", "§4.3.1",
+            "BackupStale", "time() - nina_backup_last_success_timestamp_seconds > nina_backup_max_age_seconds", "1h", "medium",
+            "{{ $labels.host }}: the last successful {{ $labels.backup }} backup is older than its schedule allows", "§4.3.1",
             # the series' value is the backup's Unix time; samples are evaluated at EVAL, two hours after time 0
             Sample(
-                {_s("nina_backup_last_success_timestamp_seconds", _node() + ',backup="grafanadb_server"'): _const(-40 * _DAY)},
-                {_s("nina_backup_last_success_timestamp_seconds", _node() + ',backup="grafanadb_server"'): _const(0)},
+                {_s("nina_backup_last_success_timestamp_seconds", _BACKUP): _const(-40 * _DAY), _s("nina_backup_max_age_seconds", _BACKUP): _const(35 * _DAY)},
+                {_s("nina_backup_last_success_timestamp_seconds", _BACKUP): _const(0), _s("nina_backup_max_age_seconds", _BACKUP): _const(35 * _DAY)},
+            ),
+        ),
+        Rule(
+            "BackupFailed", f'node_systemd_unit_state{{{_unit_matcher("nina-backup@.service")},state="failed"}} == 1', "5m", "medium",
+            "{{ $labels.host }}: {{ $labels.name }} failed (journalctl -u {{ $labels.name }})", "§4.3.1",
+            Sample(
+                {_s("node_systemd_unit_state", _node("iam") + ',name="nina-backup@keycloakdb_server.service",state="failed",type="oneshot"'): _const(1)},
+                {_s("node_systemd_unit_state", _node("iam") + ',name="nina-backup@keycloakdb_server.service",state="failed",type="oneshot"'): _const(0)},
             ),
         ),
     ]

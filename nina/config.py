@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
+from nina.databases import DATABASES, SCHEDULES
 from nina.ports import SUPERNODE_PORTS, listeners
 from nina.roles import ASSIGNABLE_ROLES, ROLES
 
@@ -161,8 +162,18 @@ class Federation:
 class Database:
     flavor: str
     size_gb: int
-    datastore_version: str
-    databases: tuple[str, ...] = ("keycloakdb_server", "grafanadb_server")  # §4.3.1
+    datastore_version: str  # Trove's PostgreSQL version; the backup hosts install the pg_dump of the same major
+    backup_schedule: str = "monthly"  # §4.3.1: monthly, and once after each release (first delivery)
+    backup_keep: int = 12  # dumps kept per database on the backup host, newest first
+    databases: tuple[str, ...] = tuple(DATABASES)  # §4.3.1
+
+    @property
+    def backup_max_age_seconds(self) -> int:
+        return SCHEDULES[self.backup_schedule] * 86400
+
+    @property
+    def major_version(self) -> int:
+        return int(self.datastore_version.split(".")[0])
 
 
 @dataclass(frozen=True)
@@ -748,10 +759,25 @@ def _parse_supernode(
     )
 
 
+# PostgreSQL majors with a pg_dump in PGDG's apt repository for Ubuntu 24.04 (what the backup hosts install).
+PG_MAJORS = range(13, 19)
+
+
 def _parse_database(r: _Reader, raw: Any) -> Database:
     p = "nina:database"
-    d = r.mapping(raw, p, ("flavor", "size_gb", "datastore_version"))
-    return Database(r.string(d, "flavor", p), r.integer(d, "size_gb", p, minimum=1), r.string(d, "datastore_version", p, "17"))
+    d = r.mapping(raw, p, ("flavor", "size_gb", "datastore_version", "backup"))
+    version = r.string(d, "datastore_version", p, "17")
+    if not re.fullmatch(r"\d+(\.\d+)?", version) or int(version.split(".")[0]) not in PG_MAJORS:
+        r.problem(f"{p}.datastore_version", f"{version!r} is not a PostgreSQL version the backups can dump (a major from {PG_MAJORS[0]} to {PG_MAJORS[-1]}, e.g. \"17\")")
+        version = "17"
+    b = r.mapping(d.get("backup", {}), f"{p}.backup", ("schedule", "keep"))
+    return Database(
+        r.string(d, "flavor", p),
+        r.integer(d, "size_gb", p, minimum=1),
+        version,
+        r.choice(b, "schedule", f"{p}.backup", tuple(SCHEDULES), "monthly"),
+        r.integer(b, "keep", f"{p}.backup", 12, minimum=1),
+    )
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")

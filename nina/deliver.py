@@ -9,8 +9,9 @@ Installed on every host as /usr/local/sbin/nina-deliver by cloud-init; run as ro
      "stop":  ["supernode@old.service"]}
 
 Idempotent: a file whose bytes, owner and mode already match is left alone, and only the units of files that changed
-are restarted ("reload:<unit>" reloads instead; "enable:<unit>" also enables and starts the unit: a SuperNode instance
-that now runs on this host). Units enabled that way and no longer named in any file's units are disabled and stopped. Files delivered before but absent from this payload (a removed
+are restarted ("reload:<unit>" reloads instead; "start:<unit>" starts a oneshot job without waiting for it, e.g. a
+backup with new credentials; "enable:<unit>" also enables and starts the unit: a SuperNode instance that now runs on
+this host). Units enabled that way and no longer named in any file's units are disabled and stopped. Files delivered before but absent from this payload (a removed
 SuperNode's key, say) are deleted, and units listed under "stop" are disabled and stopped. Standard library only, Python >= 3.10: it runs on a bare Ubuntu 24.04 host.
 Prints what it changed, never file contents. `--root DIR` installs under DIR and runs no systemctl (for tests).
 """
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, action in sorted(units.items()):
             # Only units the role enabled: a unit waiting on its files (ConditionPathExists) starts now.
             if systemctl("is-enabled", "--quiet", name) == 0:
-                if systemctl(action, name) != 0:
+                # A job started without waiting reports through its own unit (and the alerts), not through pulumi up.
+                if systemctl(*(["start", "--no-block"] if action == "start" else [action]), name) != 0:
                     print(f"nina-deliver: {action} {name} failed", file=sys.stderr)
                     return 1
     report = {"changed": inst.changed, "units": units, "trust_store": trust_changed, "notes": inst.notes}

@@ -22,6 +22,8 @@ PACKAGES=(
   prometheus-blackbox-exporter # --config.check on the monitoring host's probe modules
   curl                    # the SuperLink registration commands and the ACL tests talk HTTPS with it
   dpkg-dev                # dpkg-scanpackages: a local APT repository to test the Grafana version pin with apt
+  gnupg                   # gpg: keys for the apt_repo test (tests/test_apt_repo.py)
+  postgresql              # a throwaway cluster on 127.0.0.1 for the backup and restore commands (tests/test_backup.py)
 )
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -31,6 +31,7 @@ import yaml
 
 from cloudinit import render
 from conftest import DATA, HostRender, Preview
+from nina import databases
 from nina.config import Host
 from nina.ports import NODE_EXPORTER_PORT
 from nina.roles import BASE_UNITS, ROLES, SYSTEM_GROUP
@@ -149,6 +150,8 @@ def test_service_users_are_system_users_without_shell(preview: Preview) -> None:
         assert SYSTEM_GROUP in doc["groups"]
         users = [u for u in doc["users"] if u != "default"]
         expected = {u for r in host.roles for u in ROLES[r].service_users}
+        if databases.backed_up_on(preview.cfg, host):  # the second table that makes users: §4.3.1's backups
+            expected.add(databases.BACKUP_USER)
         assert {u["name"] for u in users} == expected, host.name
         for user in users:
             assert user["system"] is True and user["shell"] == "/usr/sbin/nologin", user
