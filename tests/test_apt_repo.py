@@ -98,7 +98,7 @@ def test_every_repository_the_templates_add_names_full_fingerprints(previews: di
     for preview in previews.values():
         for rendered in preview.hosts.values():
             for f in rendered.write_files:
-                calls |= set(re.findall(r"^apt_repo (\S+) \S+ '?([^' ]+)'?", f["content"].replace("\\\n", ""), re.M))
-    assert {name for name, _ in calls} == {"grafana", "pgdg"}
+                calls |= set(re.findall(r"^apt_repo (\S+) \S+ '?([^' ]+)'? ", f["content"].replace("\\\n", ""), re.M))
+    assert {name for name, _ in calls} == {"grafana", "pgdg", "cuda"}
     for name, fingerprints in calls:
         assert all(re.fullmatch(r"[0-9A-F]{40}", f) for f in fingerprints.split("|")), (name, fingerprints)

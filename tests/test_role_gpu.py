@@ -104,15 +104,14 @@ def test_driver_and_dcgm_packages(gpu: dict[str, str]) -> None:
     assert '"nvidia-utils-$branch" "nvidia-compute-utils-$branch"' in script  # nvidia-smi, nvidia-persistenced
     assert "datacenter-gpu-manager-4-cuda12 datacenter-gpu-manager-exporter" in script
     # the driver comes first: DCGM's repository must not be there to offer its own driver build
-    assert script.index("ubuntu-drivers install") < script.index("/etc/apt/sources.list.d/cuda.list")
+    assert script.index("ubuntu-drivers install") < script.index("apt_repo cuda")
 
 
 def test_cuda_repository_is_signed_and_checked(gpu: dict[str, str]) -> None:
     script = gpu["<bootstrap>"]
-    assert 'echo "deb [signed-by=$key] $repo/ /" > /etc/apt/sources.list.d/cuda.list' in script
+    # lib.sh's apt_repo accepts the key only with this fingerprint (tests/test_apt_repo.py runs it for real)
     assert "repo=https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64" in script
-    assert f"grep -qx {CUDA_FINGERPRINT}" in script
-    assert script.index(f"grep -qx {CUDA_FINGERPRINT}") < script.index('install -D -m 0644 "$tmp/k" "$key"')
+    assert f'apt_repo cuda "$repo/3bf863cc.pub" {CUDA_FINGERPRINT} "$repo/ /"' in script
 
 
 def test_cuda_repository_ranks_below_ubuntu(gpu: dict[str, str]) -> None:
@@ -136,12 +135,10 @@ def _run_bootstrap(script: str, tmp_path: Path, docker: bool, driver_loads: bool
         (bindir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\nexit {status}\n')
         (bindir / name).chmod(0o755)
     lib = tmp_path / "lib.sh"
-    lib.write_text('enable_unit() { echo "enable_unit $*" >> "' + str(log) + '"; }\n')
+    lib.write_text("".join(f'{fn}() {{ echo "{fn} $*" >> "{log}"; }}\n' for fn in ("enable_unit", "apt_repo")))
     body = script.replace("/usr/local/lib/nina/lib.sh", str(lib))
-    # the key already installed, the exporter binary present: the branches under test are Docker's and the driver's
-    body = body.replace("key=/etc/apt/keyrings/cuda.asc", f"key={tmp_path / 'cuda.asc'}").replace("test -x /usr/bin/dcgm-exporter", "true")
-    body = body.replace("> /etc/apt/sources.list.d/cuda.list", f"> {tmp_path / 'cuda.list'}")
-    (tmp_path / "cuda.asc").write_text("key")
+    # the exporter binary present: the branches under test are Docker's and the driver's
+    body = body.replace("test -x /usr/bin/dcgm-exporter", "true")
     (tmp_path / "gpu.sh").write_text(body)
     env = {**os.environ, "PATH": f"{bindir}:/usr/bin:/bin"}
     result = run("bash", str(tmp_path / "gpu.sh"), env=env)
