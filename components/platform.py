@@ -9,6 +9,7 @@ from cloudinit.render import user_data
 from components.database import Database
 from components.deliverables import Sources
 from components.delivery import Delivery
+from components.dns import PublicDns
 from components.federation import Federations
 from components.host import Host
 from components.network import Network
@@ -45,6 +46,7 @@ class Platform(pulumi.ComponentResource):
         self.hosts = {
             h.name: Host(cfg, h, self.network, self.security, user_data(cfg, h), child) for h in cfg.hosts.values()
         }
+        self.dns = PublicDns("dns", cfg, self.hosts, child)
         sources = Sources(cfg, self.pki, self.secrets, self.database)
         self.delivery = Delivery("delivery", sources, self.hosts, child)
         # One registration command per SuperNode, run on its SuperLink host after that host's delivery.
@@ -57,6 +59,8 @@ class Platform(pulumi.ComponentResource):
             },
             "jump_host": self.hosts[cfg.admin.jump_host].public_ip,
             "public_urls": {s.public: f"https://{services.public_name(cfg, s)}/" for s in services.PUBLIC_SERVICES},
+            # The A records the public names need (kept in nina:dns.public_zone when set; otherwise create them).
+            "public_dns": self.dns.records,
             "internal_names": {n: [names.fqdn(cfg, a) for a in names.aliases(cfg, h)] for n, h in cfg.hosts.items()},
             "postgres_address": self.database.address,
             # Distribute to anyone who must trust NINA's internal endpoints (researchers' flwr, hospital sites).

@@ -69,6 +69,8 @@ class Admin:
 class Dns:
     public_domain: str  # nginx serves <service>.<public_domain> (§4.1.2.6)
     internal_domain: str  # hosts are <host>.<internal_domain> inside Nectar
+    public_zone: str | None = None  # a Designate zone of the project holding public_domain: the stack keeps its A records
+    acme_email: str | None = None  # Let's Encrypt's contact for the public certificate (expiry notices)
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,11 @@ class StackConfig:
     database: Database
     secrets: Mapping[str, str] = field(default_factory=dict)  # names of `--secret` keys set in the stack
     monitoring: Monitoring = field(default_factory=Monitoring)
+
+    @property
+    def acme_contact(self) -> str | None:
+        """Who Let's Encrypt mails about the public certificate: nina:dns.acme_email, else the first alert address."""
+        return self.dns.acme_email or next(iter(self.monitoring.alert_email), None)
 
     def hosts_with(self, role: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts.values() if h.has(role))
@@ -377,11 +384,17 @@ def _parse_admin(r: _Reader, raw: Any) -> Admin:
 
 def _parse_dns(r: _Reader, raw: Any) -> Dns:
     p = "nina:dns"
-    d = r.mapping(raw, p, ("public_domain", "internal_domain"))
-    dns = Dns(r.string(d, "public_domain", p), r.string(d, "internal_domain", p))
-    for key, value in (("public_domain", dns.public_domain), ("internal_domain", dns.internal_domain)):
+    d = r.mapping(raw, p, ("public_domain", "internal_domain", "public_zone", "acme_email"))
+    zone = r.string(d, "public_zone", p, "").rstrip(".") or None
+    email = r.string(d, "acme_email", p, "") or None
+    dns = Dns(r.string(d, "public_domain", p), r.string(d, "internal_domain", p), zone, email)
+    for key, value in (("public_domain", dns.public_domain), ("internal_domain", dns.internal_domain), ("public_zone", zone)):
         if value and not _DOMAIN.match(value):
             r.problem(f"{p}.{key}", f"{value!r} is not a valid DNS domain")
+    if zone and dns.public_domain and dns.public_domain != zone and not dns.public_domain.endswith(f".{zone}"):
+        r.problem(f"{p}.public_zone", f"{zone!r} does not contain public_domain {dns.public_domain!r}, so it cannot hold its records")
+    if email and not _EMAIL.match(email):
+        r.problem(f"{p}.acme_email", f"{email!r} is not an email address")
     return dns
 
 

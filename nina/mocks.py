@@ -176,6 +176,9 @@ class NinaMocks(pulumi.runtime.Mocks):
         if args.token == "openstack:networking/getNetwork:getNetwork":
             name = args.args.get("name", "")
             return {"id": f"network-{name}", "name": name, "external": True}
+        if args.token == "openstack:dns/getDnsZone:getDnsZone":
+            name = args.args.get("name", "")
+            return {"id": f"zone-{name}", "name": name, "email": f"hostmaster@{name.rstrip('.')}", "ttl": 3600}
         if args.token == "openstack:images/getImageV2:getImageV2":
             return {"id": f"image-{args.args.get('name', '')}", "name": args.args.get("name", "")}
         raise NotImplementedError(f"mock has no answer for invoke {args.token}")

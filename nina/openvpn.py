@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nina import layout, names
+from nina import layout, names, services
 from nina.config import Federation, StackConfig
 from nina.ports import PORTS, Port
 
@@ -242,9 +242,9 @@ def site_files(
 
 
 def public_name(cfg: StackConfig, fed: Federation) -> str:
-    """The VPN server's public DNS name, for a bundle made before the floating IP is known (an operator-managed
-    record, like the ingress's <service>.<public_domain> names)."""
-    return f"{names.vpn_alias(fed)}.{cfg.dns.public_domain}"
+    """The VPN server's public DNS name, for a bundle made before the floating IP is known (a record the stack
+    keeps with nina:dns.public_zone, else the operator's: stack output public_dns)."""
+    return services.vpn_public_name(cfg, fed)
 
 
 def _is_ip(value: Any) -> bool:
