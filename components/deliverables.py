@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 
 from components.database import Database
 from components.pki import Pki
 from components.secrets import Secrets
-from nina import databases, layout, names, openvpn, scrape
+from nina import checklist, databases, layout, names, openvpn, scrape
 from nina.alerts import SMTP_PASSWORD_PATH
 from nina.config import NAMESPACE, Host, StackConfig
 from nina.roles import SYSTEM_GROUP
@@ -210,9 +211,20 @@ def _backup_pgpass(name: str, port: int, values: list[str]) -> str:
     return databases.pgpass_text(name, address, port, password)
 
 
+# nina-check, the host-side deployment validation (standard library only, like nina-deliver).
+CHECKER_SOURCE = (Path(__file__).resolve().parent.parent / "nina" / "check.py").read_text()
+
+
+def validation(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """§4.2: what this host should look like (nina/checklist.py) and the command that checks it (`sudo nina-check`).
+    Delivered: both change with the stack, and a new check never replaces a VM."""
+    yield Deliverable(checklist.CHECKLIST_PATH, checklist.checklist_json(src.cfg, host), "root:root", "0644")
+    yield Deliverable(checklist.CHECK_COMMAND, CHECKER_SOURCE, "root:root", "0755")
+
+
 # Order matters only for readability of the payload; each producer is independent.
 PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
-    trust, server_tls, service_env, flower, vpn, vpn_clients, federations, monitoring, backups,
+    trust, server_tls, service_env, flower, vpn, vpn_clients, federations, monitoring, backups, validation,
 )
 
 # Directories the payload needs that no package creates (secrets stay out of world-readable places).

@@ -29,6 +29,7 @@ class Port:
     port_max: int  # == port unless a range
     sources: tuple[str, ...]  # roles or PUBLIC/ADMIN/BASTION; empty = loopback only
     manual: str  # the §3.3.1 row it comes from, or why it differs
+    health: str = ""  # "<scheme>:<path>" the service answers on this port when healthy (nina-check asks it locally)
 
     @property
     def loopback_only(self) -> bool:
@@ -38,9 +39,9 @@ class Port:
         return self.protocol == protocol and self.port <= port <= self.port_max
 
 
-def _p(name: str, role: str, protocol: str, port: int | tuple[int, int], sources: tuple[str, ...], manual: str) -> Port:
+def _p(name: str, role: str, protocol: str, port: int | tuple[int, int], sources: tuple[str, ...], manual: str, health: str = "") -> Port:
     low, high = port if isinstance(port, tuple) else (port, port)
-    return Port(name, role, protocol, low, high, sources, manual)
+    return Port(name, role, protocol, low, high, sources, manual, health)
 
 
 SUPERLINK_PORT = 9092
@@ -54,7 +55,7 @@ PORTS: tuple[Port, ...] = (
     _p("https", "ingress", "tcp", 443, (PUBLIC,), "ReverseProxy nginx 443"),
     _p("openvpn-udp", "vpn", "udp", 1194, (PUBLIC,), "Nectar.VPN OpenVPN 1194/udp"),
     _p("openvpn-tcp", "vpn", "tcp", 443, (PUBLIC,), "Nectar.VPN OpenVPN 443/tcp fallback"),
-    _p("jupyterhub", "notebook", "tcp", 8000, ("ingress", "monitoring"), "JupyterHub; 8000 (§4.1.2.13 bind_url) so it can share a host with nginx"),
+    _p("jupyterhub", "notebook", "tcp", 8000, ("ingress", "monitoring"), "JupyterHub; 8000 (§4.1.2.13 bind_url) so it can share a host with nginx", "https:/hub/health"),
     _p("keycloak", "iam", "tcp", 8443, ("ingress", "notebook", "monitoring"), "IAM Keycloak 8443"),
     _p(
         "superlink",
@@ -63,6 +64,7 @@ PORTS: tuple[Port, ...] = (
         SUPERLINK_PORT,
         ("supernode", "vpn", "notebook", "monitoring"),  # monitoring: /health only (the proxy's ACL)
         "Flower SuperLink Fleet + Control API (flwr 1.41: one HTTPS port, was 9091-9093)",
+        "https:/health",  # through the ACL proxy, which allows /health from localhost
     ),
     # The SuperLink itself listens on loopback; the nginx in front of it owns "superlink" and enforces who may reach
     # which API path (README: Federations). The SuperExec and the registration commands use this port directly.
@@ -71,10 +73,10 @@ PORTS: tuple[Port, ...] = (
     # JupyterHub's own API for the single-user containers: bound to the Docker bridge, never to the host network.
     _p("jupyterhub-hub-api", "notebook", "tcp", 8081, (), "JupyterHub hub API; Docker bridge only (§4.1.2.13)"),
     _p("configurable-http-proxy-api", "notebook", "tcp", 8001, (), "configurable-http-proxy REST API; loopback only"),
-    _p("keycloak-management", "iam", "tcp", 9000, ("monitoring",), "Keycloak health and metrics (management interface)"),
-    _p("grafana", "monitoring", "tcp", 3000, ("ingress",), "Monitoring Grafana 3000"),
-    _p("prometheus", "monitoring", "tcp", 9090, (), "Prometheus 9090; read by Grafana on the same host"),
-    _p("alertmanager", "monitoring", "tcp", 9093, (), "Prometheus 9093 (Alertmanager); same host only"),
+    _p("keycloak-management", "iam", "tcp", 9000, ("monitoring",), "Keycloak health and metrics (management interface)", "https:/health/ready"),
+    _p("grafana", "monitoring", "tcp", 3000, ("ingress",), "Monitoring Grafana 3000", "https:/api/health"),
+    _p("prometheus", "monitoring", "tcp", 9090, (), "Prometheus 9090; read by Grafana on the same host", "http:/-/ready"),
+    _p("alertmanager", "monitoring", "tcp", 9093, (), "Prometheus 9093 (Alertmanager); same host only", "http:/-/ready"),
     _p("blackbox-exporter", "monitoring", "tcp", 9115, (), "Prometheus blackbox exporter (SuperLink /health, TLS expiry probes); loopback"),
     _p("dcgm-exporter", "gpu", "tcp", 9400, ("monitoring",), "DCGM exporter 9400 (§5.1.1)"),
 )
