@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +36,7 @@ STACKS = tuple(sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob(
 TIMEOUT = 300
 
 INSTANCE = "openstack:compute/instance:Instance"
+COMMAND = "command:remote:Command"
 PORT = "openstack:networking/port:Port"
 SECGROUP = "openstack:networking/secGroup:SecGroup"
 SECGROUP_RULE = "openstack:networking/secGroupRule:SecGroupRule"
@@ -59,6 +62,13 @@ def run_nina_concurrently(*commands: tuple[str, ...], cwd: Path = ROOT) -> list[
         stdout, stderr = proc.communicate(timeout=TIMEOUT)
         results.append(subprocess.CompletedProcess(list(args), proc.returncode, stdout, stderr))
     return results
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def resource_id(type_token: str, name: str) -> str:
@@ -116,6 +126,27 @@ class Preview:
     def key(self, resource: Mapping[str, Any]) -> str:
         """How children name their parent: "<type>::<name>"."""
         return f"{resource['type']}::{resource['name']}"
+
+
+BOOTSTRAP = "<bootstrap>"  # key of a role's bootstrap script in role_files (its NN- prefix depends on the host's roles)
+
+
+def role_files(preview: Preview, role: str, host: str | None = None) -> dict[str, str]:
+    """{path: content} of the user-data files of `host` (default: the one host carrying `role`), plus that role's
+    bootstrap script under BOOTSTRAP when the host runs one."""
+    name = host or preview.cfg.the_host_with(role).name
+    files = {f["path"]: f["content"] for f in preview.hosts[name].write_files}
+    scripts = [p for p in files if re.fullmatch(rf"/usr/local/lib/nina/bootstrap/\d\d-{role}\.sh", p)]
+    assert len(scripts) <= 1, scripts
+    if scripts:
+        files[BOOTSTRAP] = files[scripts[0]]
+    return files
+
+
+def delivered(preview: Preview, host: str) -> dict[str, dict[str, Any]]:
+    """The files the SSH delivery hands `host` (path -> {content, owner, mode, units}); needs --show-secrets."""
+    stdin = preview.named(COMMAND, f"deliver-{host}")["inputs"]["stdin"]
+    return {f["path"]: f for f in json.loads(stdin)["files"]}
 
 
 def config_of(stack: str, root: Path = ROOT) -> StackConfig:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,19 +26,13 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, Preview, problems, raw_config, run_nina
+from conftest import COMMAND, ROOT, Preview, delivered, free_port, problems, raw_config, run_nina
 from components.deliverables import BACKUP_TOOLING
 from nina import databases
 from nina.roles import SYSTEM_GROUP
 from test_cloudinit import Target, shellcheck, verify_units
 
 DB = databases.DATABASES["keycloakdb_server"]
-COMMAND = "command:remote:Command"
-
-
-def payload(preview: Preview, host: str) -> dict[str, dict[str, Any]]:
-    stdin = preview.named(COMMAND, f"deliver-{host}")["inputs"]["stdin"]
-    return {f["path"]: f for f in json.loads(stdin)["files"]}
 
 
 def pgpass_fields(line: str) -> list[str]:
@@ -59,7 +52,7 @@ def test_each_database_is_backed_up_by_the_host_that_uses_it(materialized: dict[
         cfg = preview.cfg
         backed_up = {}
         for host in cfg.hosts.values():
-            files = payload(preview, host.name)
+            files = delivered(preview, host.name)
             rows = databases.backed_up_on(cfg, host)
             backed_up.update({r.name: host.name for r in rows})
             tooling = {path for path, _ in BACKUP_TOOLING.values()}
@@ -89,7 +82,7 @@ def test_each_database_is_backed_up_by_the_host_that_uses_it(materialized: dict[
 
 
 def test_backup_tooling_passes_shellcheck_and_systemd_analyze_verify(materialized: dict[str, Preview]) -> None:
-    files = payload(materialized["test"], "hub")
+    files = delivered(materialized["test"], "hub")
     scripts = {path: files[path]["content"] for path in (databases.BACKUP_COMMAND, databases.RESTORE_COMMAND)}
     assert shellcheck(scripts) == ""
     units = {Path(p).name: files[p]["content"] for p, _ in BACKUP_TOOLING.values() if p.startswith("/etc/systemd/")}
@@ -126,12 +119,6 @@ def pg_bin(name: str) -> str:
     if not found:
         pytest.fail(f"PostgreSQL's {name} is missing: run scripts/install-system-deps.sh (it installs postgresql)")
     return str(found[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

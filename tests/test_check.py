@@ -18,18 +18,10 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, Preview, config_of
+from conftest import COMMAND, ROOT, Preview, config_of, delivered, free_port
 from nina import checklist, layout
 from nina.ports import listeners
 from nina.roles import BASE_UNITS, ROLES
-
-COMMAND = "command:remote:Command"
-
-
-def payload(preview: Preview, host: str) -> dict[str, dict[str, Any]]:
-    stdin = preview.named(COMMAND, f"deliver-{host}")["inputs"]["stdin"]
-    return {f["path"]: f for f in json.loads(stdin)["files"]}
-
 
 # ------------------------------------------------------------------------------------------------ the checklist
 
@@ -70,19 +62,13 @@ def test_the_checklist_and_the_checker_are_delivered_not_in_user_data(previews: 
 def test_delivered_checklist_is_the_hosts_own(materialized: dict[str, Preview]) -> None:
     for preview in materialized.values():
         for host in preview.cfg.hosts.values():
-            files = payload(preview, host.name)
+            files = delivered(preview, host.name)
             assert json.loads(files[checklist.CHECKLIST_PATH]["content"]) == checklist.checklist(preview.cfg, host)
             checker = files[checklist.CHECK_COMMAND]
             assert checker["content"] == (ROOT / "nina" / "check.py").read_text() and checker["mode"] == "0755"
 
 
 # ------------------------------------------------------------------------------------------------- the checker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Health(http.server.BaseHTTPRequestHandler):

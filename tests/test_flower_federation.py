@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from components import federation
-from conftest import ROOT, Preview, config_of, nina_command, problems, raw_config
+from conftest import COMMAND, ROOT, Preview, config_of, nina_command, problems, raw_config
 from nina import layout
 from nina.config import membership_fingerprint
-
-COMMAND = "command:remote:Command"
-
 
 def _evaluations(roots: list[Path]) -> list[dict[tuple[str, str], Any]]:
     """`nina preview --json --show-secrets` of the test stack in each project dir, concurrently (one evaluation per

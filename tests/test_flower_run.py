@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,12 +24,11 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, Preview
+from conftest import COMMAND, ROOT, Preview, free_port
 from nina import layout
 from nina.ports import PORTS
 
 FLWR_VENV = Path(os.environ.get("NINA_FLWR_VENV", ROOT / ".venv-flwr"))
-COMMAND = "command:remote:Command"
 PUBLIC_PORT = next(p.port for p in PORTS if p.name == "superlink")
 LOOPBACK_PORT = next(p.port for p in PORTS if p.name == "superlink-loopback")
 
@@ -40,12 +38,6 @@ def flwr_bin(name: str) -> str:
     if not path.exists():
         pytest.fail(f"{path} missing: run scripts/flwr-venv.sh (or set NINA_FLWR_VENV) before the Flower tests")
     return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def files_of(preview: Preview, host: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ import pytest
 from nina import scrape
 from nina.ports import PORTS
 from nina.roles import ROLES
-from tests.conftest import Preview
+from tests.conftest import BOOTSTRAP, Preview, role_files
 
 PORT = {p.name: p for p in PORTS}
 UNIT = "/etc/systemd/system/dcgm-exporter.service"
@@ -39,11 +39,7 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
 
 
 def gpu_files(preview: Preview, host: str) -> dict[str, str]:
-    files = {f["path"]: f["content"] for f in preview.hosts[host].write_files}
-    scripts = [p for p in files if re.fullmatch(r"/usr/local/lib/nina/bootstrap/\d\d-gpu\.sh", p)]
-    if scripts:
-        files["<bootstrap>"] = files[scripts[0]]
-    return files
+    return role_files(preview, "gpu", host)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +63,7 @@ def test_only_gpu_hosts_carry_the_fragment(previews: dict[str, Preview]) -> None
         for name, rendered in preview.hosts.items():
             has_gpu = preview.cfg.hosts[name].gpu
             files = gpu_files(preview, name)
-            assert (UNIT in files) == has_gpu == ("<bootstrap>" in files), f"{preview.stack} {name}"
+            assert (UNIT in files) == has_gpu == (BOOTSTRAP in files), f"{preview.stack} {name}"
             if has_gpu:
                 gpu_hosts.append(name)
                 assert "ubuntu-drivers-common" in rendered.cloud_config["packages"]
@@ -89,7 +85,7 @@ def test_exporter_listens_on_its_port_through_the_dcgm_host_engine(gpu: dict[str
 
 
 def test_units_of_the_role_table_are_enabled(gpu: dict[str, str]) -> None:
-    script = gpu["<bootstrap>"]
+    script = gpu[BOOTSTRAP]
     (enable,) = [line for line in script.splitlines() if line.startswith("enable_unit ")]
     assert set(ROLES["gpu"].units) | {"nvidia-persistenced.service"} == set(enable.split()[1:])
     # the package's own exporter unit would take the same port and log outside the journal
@@ -97,7 +93,7 @@ def test_units_of_the_role_table_are_enabled(gpu: dict[str, str]) -> None:
 
 
 def test_driver_and_dcgm_packages(gpu: dict[str, str]) -> None:
-    script = gpu["<bootstrap>"]
+    script = gpu[BOOTSTRAP]
     (branch,) = re.findall(r"^branch=(\S+)$", script, re.M)
     assert re.fullmatch(r"\d{3}-server", branch)
     assert 'ubuntu-drivers install --gpgpu "nvidia:$branch"' in script
@@ -108,7 +104,7 @@ def test_driver_and_dcgm_packages(gpu: dict[str, str]) -> None:
 
 
 def test_cuda_repository_is_signed_and_checked(gpu: dict[str, str]) -> None:
-    script = gpu["<bootstrap>"]
+    script = gpu[BOOTSTRAP]
     # lib.sh's apt_repo accepts the key only with this fingerprint (tests/test_apt_repo.py runs it for real)
     assert "repo=https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64" in script
     assert f'apt_repo cuda "$repo/3bf863cc.pub" {CUDA_FINGERPRINT} "$repo/ /"' in script
@@ -118,7 +114,7 @@ def test_cuda_repository_ranks_below_ubuntu(gpu: dict[str, str]) -> None:
     """apt_preferences: a generic record for every package from NVIDIA's host, below the archive's 500."""
     records = dict(line.split(": ", 1) for line in gpu[PIN].splitlines() if line)
     assert records == {"Package": "*", "Pin": "origin developer.download.nvidia.com", "Pin-Priority": "100"}
-    assert "https://developer.download.nvidia.com/" in gpu["<bootstrap>"]
+    assert "https://developer.download.nvidia.com/" in gpu[BOOTSTRAP]
 
 
 def _run_bootstrap(script: str, tmp_path: Path, docker: bool, driver_loads: bool) -> tuple[subprocess.CompletedProcess[str], str]:
@@ -146,11 +142,11 @@ def _run_bootstrap(script: str, tmp_path: Path, docker: bool, driver_loads: bool
 
 
 def test_container_toolkit_only_where_docker_runs(gpu: dict[str, str], tmp_path: Path) -> None:
-    result, calls = _run_bootstrap(gpu["<bootstrap>"], tmp_path, docker=False, driver_loads=True)
+    result, calls = _run_bootstrap(gpu[BOOTSTRAP], tmp_path, docker=False, driver_loads=True)
     assert result.returncode == 0, result.stderr
     assert "nvidia-container-toolkit" not in calls and "nvidia-ctk" not in calls
     assert "systemctl restart nvidia-persistenced.service nvidia-dcgm.service dcgm-exporter.service" in calls
-    result, calls = _run_bootstrap(gpu["<bootstrap>"], tmp_path, docker=True, driver_loads=True)
+    result, calls = _run_bootstrap(gpu[BOOTSTRAP], tmp_path, docker=True, driver_loads=True)
     assert result.returncode == 0, result.stderr
     assert "apt-get install -y -q nvidia-container-toolkit" in calls
     assert "nvidia-ctk runtime configure --runtime=docker" in calls
@@ -158,7 +154,7 @@ def test_container_toolkit_only_where_docker_runs(gpu: dict[str, str], tmp_path:
 
 
 def test_a_driver_for_the_next_kernel_waits_for_the_reboot(gpu: dict[str, str], tmp_path: Path) -> None:
-    result, calls = _run_bootstrap(gpu["<bootstrap>"], tmp_path, docker=False, driver_loads=False)
+    result, calls = _run_bootstrap(gpu[BOOTSTRAP], tmp_path, docker=False, driver_loads=False)
     assert result.returncode == 0, result.stderr
     assert "reboot" in result.stderr and "touch /var/run/reboot-required" in calls
     assert "systemctl restart nvidia" not in calls

@@ -16,9 +16,8 @@ import pytest
 from nina import layout
 from nina.ports import PORTS
 from nina.roles import SYSTEM_GROUP
-from tests.conftest import Preview
+from tests.conftest import BOOTSTRAP, Preview, role_files
 
-BOOTSTRAP = "<bootstrap>"  # /usr/local/lib/nina/bootstrap/NN-iam.sh (NN depends on the host's roles)
 CONF = "/opt/keycloak/conf/keycloak.conf"
 REALM = "/opt/keycloak/data/import/nina-realm.json"
 UNIT = "/etc/systemd/system/keycloak.service"
@@ -28,10 +27,8 @@ PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 
 def iam_files(preview: Preview) -> dict[str, str]:
-    host = preview.cfg.the_host_with("iam")
-    files = {f["path"]: f["content"] for f in preview.hosts[host.name].write_files}
-    (script,) = [p for p in files if re.fullmatch(r"/usr/local/lib/nina/bootstrap/\d\d-iam\.sh", p)]
-    files[BOOTSTRAP] = files[script]
+    files = role_files(preview, "iam")
+    assert BOOTSTRAP in files
     return files
 
 

@@ -33,9 +33,8 @@ from cryptography.x509.oid import NameOID
 from nina import layout, names
 from nina.ports import PORTS
 from nina.services import PUBLIC_SERVICES, public_name, upstream
-from tests.conftest import Preview
+from tests.conftest import BOOTSTRAP, Preview, role_files
 
-BOOTSTRAP = "<bootstrap>"  # /usr/local/lib/nina/bootstrap/NN-ingress.sh (NN depends on the host's roles)
 CONF = "/etc/nginx/conf.d/nina.conf"
 TLS_SNIPPET = "/etc/nginx/snippets/nina-tls.conf"
 DROPIN = "/etc/systemd/system/nginx.service.d/nina.conf"
@@ -51,10 +50,8 @@ needs_nginx = pytest.mark.skipif(nginx_bin is None, reason="nginx not installed 
 
 
 def ingress_files(preview: Preview) -> dict[str, str]:
-    host = preview.cfg.the_host_with("ingress")
-    files = {f["path"]: f["content"] for f in preview.hosts[host.name].write_files}
-    (script,) = [p for p in files if re.fullmatch(r"/usr/local/lib/nina/bootstrap/\d\d-ingress\.sh", p)]
-    files[BOOTSTRAP] = files[script]
+    files = role_files(preview, "ingress")
+    assert BOOTSTRAP in files
     return files
 
 

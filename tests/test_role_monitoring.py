@@ -26,10 +26,9 @@ from nina import alerts, layout, names, scrape
 from nina.config import Monitoring, StackConfig
 from nina.ports import PORTS
 from nina.roles import ROLES
-from tests.conftest import Preview
+from tests.conftest import BOOTSTRAP, Preview, role_files
 
 PORT = {p.name: p for p in PORTS}
-BOOTSTRAP = "<bootstrap>"
 PROMETHEUS_YML = "/etc/prometheus/prometheus.yml"
 BLACKBOX_YML = "/etc/prometheus/blackbox.yml"
 GRAFANA_INI = "/etc/grafana/grafana.ini"
@@ -64,10 +63,8 @@ def stack(request: pytest.FixtureRequest, previews: dict[str, Preview]) -> Previ
 
 
 def monitoring_files(preview: Preview) -> dict[str, str]:
-    host = preview.cfg.the_host_with("monitoring")
-    files = {f["path"]: f["content"] for f in preview.hosts[host.name].write_files}
-    (script,) = [p for p in files if re.fullmatch(r"/usr/local/lib/nina/bootstrap/\d\d-monitoring\.sh", p)]
-    files[BOOTSTRAP] = files[script]
+    files = role_files(preview, "monitoring")
+    assert BOOTSTRAP in files
     return files
 
 

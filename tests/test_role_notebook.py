@@ -29,9 +29,8 @@ import pytest
 from nina import layout, names
 from nina.ports import PORTS
 from nina.roles import ROLES, SYSTEM_GROUP
-from tests.conftest import ROOT, Preview
+from tests.conftest import BOOTSTRAP, ROOT, Preview, role_files
 
-BOOTSTRAP = "<bootstrap>"  # /usr/local/lib/nina/bootstrap/NN-notebook.sh (NN depends on the host's roles)
 CONFIG = "/etc/jupyterhub/config/jupyterhub_config.py"
 GUARD = "/etc/jupyterhub/container-guard.nft"
 DAEMON = "/etc/docker/daemon.json"
@@ -40,15 +39,6 @@ REALM = "/opt/keycloak/data/import/nina-realm.json"
 VENV = ROLES["notebook"].python_venv
 STATE = "/var/lib/nina/jupyterhub"
 PORT = {p.name: p for p in PORTS}
-
-
-def role_files(preview: Preview, role: str) -> dict[str, str]:
-    host = preview.cfg.the_host_with(role)
-    files = {f["path"]: f["content"] for f in preview.hosts[host.name].write_files}
-    scripts = [p for p in files if re.fullmatch(rf"/usr/local/lib/nina/bootstrap/\d\d-{role}\.sh", p)]
-    if scripts:
-        files[BOOTSTRAP] = files[scripts[0]]
-    return files
 
 
 def notebook_files(preview: Preview) -> dict[str, str]:

@@ -8,7 +8,6 @@ mocks give their SecGroups, so a rule that points at the wrong group (or at no g
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 import pytest
 

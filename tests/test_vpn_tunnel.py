@@ -12,7 +12,6 @@ Skips only where namespaces or /dev/net/tun are unavailable, and fails instead w
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import json
 import os
 import re
