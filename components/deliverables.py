@@ -73,7 +73,7 @@ def _env_file(values: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
 
 def service_env(src: Sources, host: Host) -> Iterable[Deliverable]:
     """Passwords and tokens as EnvironmentFile= files (read by systemd as root, so root-only)."""
-    db, s, cfg = src.database, src.secrets, src.cfg
+    db, s = src.database, src.secrets
     env: dict[str, tuple[dict[str, pulumi.Input[str]], str]] = {}
     if host.has("iam"):
         env["keycloak"] = (
@@ -190,12 +190,12 @@ def backups(src: Sources, host: Host) -> Iterable[Deliverable]:
     rows = databases.backed_up_on(src.cfg, host)
     if not rows:
         return
-    timers = tuple(f"enable:{databases.BACKUP_UNIT.format(r.name).replace('.service', '.timer')}" for r in rows)
+    timers = tuple(f"enable:{databases.backup_unit(r.name, 'timer')}" for r in rows)
     for template, (path, mode) in BACKUP_TOOLING.items():
         yield Deliverable(path, render_file(template, src.cfg, host), "root:root", mode, timers if path.endswith(".timer") else ())
     db = src.database
     for row in rows:
-        start = (f"start:{databases.BACKUP_UNIT.format(row.name)}",)
+        start = (f"start:{databases.backup_unit(row.name)}",)
         env = db.address.apply(functools.partial(_backup_env, row.name, db.port))
         pgpass = pulumi.Output.all(db.address, db.passwords[row.owner]).apply(functools.partial(_backup_pgpass, row.name, db.port))
         yield Deliverable(databases.credentials_env(row.name), env, "root:root", "0644", start)

@@ -34,7 +34,7 @@ def units(cfg: StackConfig, host: Host) -> list[str]:
                 wanted.append(unit)
     if any(f.superlink_host == host.name and f.isolation == "process" for f in cfg.federations.values()):
         wanted.append(layout.SUPEREXEC_UNIT)
-    wanted += [databases.BACKUP_UNIT.format(d.name).replace(".service", ".timer") for d in databases.backed_up_on(cfg, host)]
+    wanted += [databases.backup_unit(d.name, "timer") for d in databases.backed_up_on(cfg, host)]
     return list(dict.fromkeys(wanted))
 
 

@@ -35,7 +35,6 @@ DATABASES: dict[str, Database] = {
 
 BACKUP_USER = "nina-backup"  # runs pg_dump: reads only its credentials, writes only BACKUP_DIR
 BACKUP_DIR = "/var/lib/nina/backups"  # on the host's state volume when it has one (it outlives the VM)
-BACKUP_UNIT = "nina-backup@{}.service"  # one instance per database; its timer follows nina:database.backup.schedule
 BACKUP_COMMAND = "/usr/local/sbin/nina-db-backup"
 RESTORE_COMMAND = "/usr/local/sbin/nina-db-restore"
 # node exporter's textfile collector (set explicitly in the base fragment): each backup publishes there the time of
@@ -44,6 +43,11 @@ TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 # nina:database.backup.schedule (systemd OnCalendar shorthands; the manual asks for monthly) -> the age, in days, after
 # which the newest backup is stale: the longest interval plus a few days to notice and fix a failing one.
 SCHEDULES = {"daily": 2, "weekly": 9, "monthly": 35}
+
+
+def backup_unit(name: str, kind: str = "service") -> str:
+    """nina-backup@<database>.service runs one backup; the .timer of the same instance follows nina:database.backup.schedule."""
+    return f"nina-backup@{name}.{kind}"
 
 
 def credentials_env(name: str) -> str:
