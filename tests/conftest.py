@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], what: str, evidence: Callable[[], str] = lambda: "", timeout: float = 90) -> None:
+    """Poll until `predicate()` is true; fail with `what` and `evidence()` after `timeout` seconds (an upper bound
+    for a server to reach a state, never asserted as a timing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}\n{evidence()}")
 
 
 def resource_id(type_token: str, name: str) -> str:

@@ -20,11 +20,10 @@ import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import COMMAND, ROOT, Preview, free_port
+from conftest import COMMAND, ROOT, Preview, free_port, wait_for
 from nina import layout
 from nina.ports import PORTS
 
@@ -123,15 +122,6 @@ def base_env(home: Path) -> dict[str, str]:
     }
 
 
-def wait_for(check: Any, what: str, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def https_ok(port: int, ca: Path, path: str = "/health", source: str | None = None) -> bool:
     argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(ca), "--max-time", "5"]
     if source:
@@ -178,7 +168,7 @@ class SuperLinkSite:
         env = base_env(self.root / "home")
         env["SUPERLINK_CONF"] = str(self.conf())
         procs.start("superlink", ["bash", str(self.scripts / "run_superlink.sh")], env)
-        wait_for(lambda: https_ok(self.loopback, self.ca), "the SuperLink's /health on loopback")
+        wait_for(lambda: https_ok(self.loopback, self.ca), "the SuperLink's /health on loopback", timeout=60)
 
     def write_acl(self, acl: dict[str, list[str]], delivered_dir: Path | None = None) -> None:
         """The delivered allow lists with each file's sources replaced by `acl[stem]` (a file that only denies, or
@@ -215,7 +205,7 @@ class SuperLinkSite:
         check = subprocess.run([*self.nginx, "-t"], capture_output=True, text=True, check=False)
         assert check.returncode == 0, check.stderr
         procs.start("proxy", [*self.nginx, "-g", "daemon off;"], {"PATH": "/usr/sbin:/usr/bin:/bin"})
-        wait_for(lambda: https_ok(self.public, self.ca, source=probe_from), "the proxy")
+        wait_for(lambda: https_ok(self.public, self.ca, source=probe_from), "the proxy", timeout=60)
 
     def reload_proxy(self) -> None:
         """What nina-deliver's reload:superlink-proxy.service does after new allow lists."""

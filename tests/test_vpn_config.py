@@ -5,7 +5,6 @@ tunnel in test_vpn_tunnel.py."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import shutil
 import subprocess
@@ -17,42 +16,9 @@ import pytest
 
 from cloudinit.render import cloud_config
 from nina import layout, names, openvpn
-from nina.config import ConfigError, Federation, StackConfig, parse
-from nina.evaluate import stack_config
+from nina.config import Federation, StackConfig, parse
 from nina.ports import PORTS
-
-ROOT = Path(__file__).resolve().parents[1]
-STACKS = tuple(sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")))
-
-
-def raw_config(stack: str) -> dict[str, Any]:
-    """Pulumi.<stack>.yaml as the program receives it, structured values decoded so a test can change them."""
-    config, _, _ = stack_config(ROOT, stack)
-    config.setdefault("nina:ssh_private_key", "placeholder")
-    return {k: _decode(v) for k, v in config.items()}
-
-
-def _decode(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
-def encode(raw: dict[str, Any]) -> dict[str, str]:
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
-
-
-def config_of(stack: str) -> StackConfig:
-    return parse(encode(raw_config(stack)))
-
-
-def problems(raw: dict[str, Any]) -> list[str]:
-    try:
-        parse(encode(raw))
-    except ConfigError as exc:
-        return exc.problems
-    return []
+from tests.conftest import STACKS, config_of, encode, problems, raw_config
 
 
 def vpn_hosts() -> list[tuple[StackConfig, Federation, dict[str, str]]]:

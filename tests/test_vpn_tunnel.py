@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from conftest import wait_for
 from nina import openvpn
 from nina.config import StackConfig, parse
 from nina.evaluate import stack_config
@@ -41,7 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 STACK, FED, ORG, VPN_HOST = "uat", "uat-cardiac", "metro-north", "vpn"
 SERVER_IP, CLIENT_IP = "10.250.0.1", "10.250.0.2"  # the veth pair between the two namespaces (a /30 of our own)
 TCP_SERVER_IP, TCP_CLIENT_IP = "10.250.0.5", "10.250.0.6"  # a second site whose firewall drops UDP
-WAIT = 90  # generous upper bound for a state to appear; never asserted as a timing
 
 
 def _netns_unavailable() -> str | None:
@@ -72,15 +71,6 @@ def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def in_ns(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run("ip", "netns", "exec", ns, *cmd, check=check)
-
-
-def wait_for(predicate: Any, what: str, evidence: Any = lambda: "") -> None:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"gave up waiting for {what}\n{evidence()}")
 
 
 # ------------------------------------------------------------------------------------------------ the site's PKI
