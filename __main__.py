@@ -2,10 +2,8 @@
 
 import pulumi
 
-from components.platform import Platform
-from nina import config
+from components.platform import Platform, stack_config
 
-cfg = config.load()
-platform = Platform(cfg)
+platform = Platform(stack_config())
 for key, value in platform.outputs.items():
     pulumi.export(key, value)

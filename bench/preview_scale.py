@@ -4,7 +4,7 @@ Generates a synthetic but valid stack, by default 20 federations x 25 SuperNodes
 (Pulumi.yaml + a link to the real __main__.py), then times
 
   1. `nina preview --stack bench --json --out DIR` end to end (what an operator waits for), and
-  2. the evaluation alone (`nina.evaluate.evaluate` in a fresh interpreter, imports excluded),
+  2. the evaluation alone (`nina.offline.evaluate.evaluate` in a fresh interpreter, imports excluded),
 
 and prints the resource count and the largest user-data.
 
@@ -38,7 +38,7 @@ MEMBERSHIPS_PER_ORG = 2
 _EVALUATE_ONLY = """
 import sys, time
 from pathlib import Path
-from nina.evaluate import evaluate
+from nina.offline.evaluate import evaluate
 start, cpu = time.perf_counter(), time.process_time()
 ev = evaluate("bench", Path(sys.argv[1]))
 print(time.perf_counter() - start, time.process_time() - cpu, len(ev.resources))

@@ -1,19 +1,20 @@
-"""Render a host's cloud-config: the common base plus one fragment per role.
+"""Render a host's cloud-config, and the templated files delivered to it after boot: the common base plus one
+fragment per role.
 
-Each fragment is a directory under `templates/` holding `fragment.yaml.j2` (which packages, which files, which
-bootstrap script) next to the files themselves, written in the service's own syntax (systemd units, shell, nginx,
-Prometheus YAML) so they can be read side by side with the manual's listings.
-
-`fragment.yaml.j2` renders to:
+Each fragment is a directory under `templates/` holding `fragment.yaml.j2` next to the files themselves, written in
+the service's own syntax (systemd units, shell, nginx, Prometheus YAML) so they can be read side by side with the
+manual's listings. `fragment.yaml.j2` renders to:
 
     packages: [nginx]
-    files:
+    files:                          # user-data: what defines the host
       - {path: /etc/nginx/conf.d/nina.conf, template: nina.conf.j2, owner: "root:root", mode: "0644"}
     bootstrap: bootstrap.sh.j2      # optional; installed as /usr/local/lib/nina/bootstrap/NN-<fragment>.sh
+    delivered:                      # after boot, over SSH: what changes in operation
+      - {path: /usr/local/sbin/x, template: x.sh.j2, mode: "0755", units: ["enable:x.timer"]}
 
 cloud-init runs the bootstrap scripts in order from runcmd. They are idempotent, so re-running one by hand
-(`sudo /usr/local/lib/nina/bootstrap/20-superlink.sh`) is safe. Only non-secret, host-defining content goes here:
-anything that changes in operation or is secret is delivered over SSH after boot.
+(`sudo /usr/local/lib/nina/bootstrap/20-superlink.sh`) is safe. Only non-secret, host-defining content goes into
+user-data: anything that changes in operation or is secret is delivered over SSH after boot.
 """
 
 from __future__ import annotations
@@ -27,15 +28,15 @@ from typing import Any
 import jinja2
 import yaml
 
-from nina import databases, layout, names, openvpn, ports, services
+from nina.catalog import databases, layout, ports, versions
+from nina.catalog.roles import DATABASES, ROLES, SYSTEM_GROUP, WEB_ROLES
 from nina.config import Host, StackConfig
-from nina.roles import ROLES, SYSTEM_GROUP
+from nina.plan import backups, flower, names, openvpn, public
 
 TEMPLATES = Path(__file__).parent / "templates"
 BOOTSTRAP_DIR = "/usr/local/lib/nina/bootstrap"
 # Nova accepts 65,535 bytes of base64: we keep far below so a growing role never hits it in production.
 SIZE_LIMIT = 16 * 1024
-FLWR_VERSION = "1.41.0"
 
 # libyaml's parser when available (same documents, several times faster than the pure-Python one).
 _Loader = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
@@ -56,28 +57,40 @@ class RenderedFile:
     content: str
     owner: str
     mode: str
+    units: tuple[str, ...] = ()  # delivered files: units nina-deliver acts on when the file changes
 
 
-def context(cfg: StackConfig, host: Host, **extra: Any) -> dict[str, Any]:
-    backups = databases.backed_up_on(cfg, host)
+def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any]:
+    """What every template sees. `host` is None for a site's bundle, which no Nectar host runs."""
+    if host is None:
+        per_host: dict[str, Any] = {"host": None}
+    else:
+        backed_up = backups.backed_up_on(cfg, host)
+        per_host = {
+            "host": host,
+            "backups": backed_up,  # the databases this host backs up
+            "superlinks": cfg.federations_served_by(host.name, "superlink"),
+            "vpns": cfg.federations_served_by(host.name, "vpn"),
+            "supernodes": cfg.supernodes_on(host.name),
+            "service_users": sorted({u for r in host.roles for u in ROLES[r].service_users} | ({databases.BACKUP_USER} if backed_up else set())),
+            "venvs": sorted({venv for r in host.roles if (venv := ROLES[r].python_venv)}),
+        }
     return {
         "cfg": cfg,
-        "host": host,
         "roles": ROLES,
+        "web_roles": WEB_ROLES,  # roles nginx serves publicly, in table order
         "ports": {p.name: p for p in ports.PORTS},
         "names": names,
-        "services": services,  # public name -> internal service (nina/services.py), shared with platform outputs
-        "layout": layout,  # paths of delivered material (nina/layout.py), shared with the SSH delivery
-        "openvpn": openvpn,  # the vpn fragment renders server configs from nina/openvpn.py's data
-        "databases": databases,  # §4.3.1's databases and their backups (nina/databases.py)
-        "backups": backups,  # the databases this host backs up
+        "public": public,  # public names (nina/plan/public.py), shared with the platform's outputs
+        "layout": layout,  # where things land on hosts (nina/catalog/layout.py), shared with the SSH delivery
+        "openvpn": openvpn,  # the vpn fragment renders server configs from nina/plan/openvpn.py's data
+        "flower": flower,  # what SuperNodes are told (nina/plan/flower.py)
+        "databases": databases,  # §4.3.1's backups (nina/catalog/databases.py)
+        "all_databases": DATABASES,
+        "versions": versions,  # every pinned version (nina/catalog/versions.py)
         "system_group": SYSTEM_GROUP,
-        "flwr_version": FLWR_VERSION,
-        "superlinks": [f for f in cfg.federations.values() if f.superlink_host == host.name],
-        "vpns": [f for f in cfg.federations.values() if f.vpn_host == host.name],
-        "supernodes": cfg.supernodes_on(host.name),
-        "service_users": sorted({u for r in host.roles for u in ROLES[r].service_users} | ({databases.BACKUP_USER} if backups else set())),
-        "venvs": sorted({ROLES[r].python_venv for r in host.roles if ROLES[r].python_venv}),
+        "flwr_version": versions.FLWR,
+        **per_host,
         **extra,
     }
 
@@ -85,43 +98,63 @@ def context(cfg: StackConfig, host: Host, **extra: Any) -> dict[str, Any]:
 def fragments(cfg: StackConfig, host: Host) -> list[str]:
     """The base first, then the host's roles in table order (stable, whatever order the stack lists them), then the
     backups of the databases those roles use."""
-    return ["base"] + [r for r in ROLES if r in host.roles] + (["backup"] if databases.backed_up_on(cfg, host) else [])
+    return ["base"] + [r for r in ROLES if r in host.roles] + (["backup"] if backups.backed_up_on(cfg, host) else [])
 
 
-def render_fragment(name: str, ctx: dict[str, Any]) -> tuple[list[str], list[RenderedFile], str | None]:
-    spec = yaml.load(_env.get_template(f"{name}/fragment.yaml.j2").render(ctx), Loader=_Loader) or {}
-    files = [
+@dataclass(frozen=True)
+class Fragment:
+    packages: list[str]
+    files: list[RenderedFile]  # user-data
+    bootstrap: str | None
+    delivered: list[RenderedFile]  # over SSH after boot
+
+
+def _files(name: str, ctx: dict[str, Any], entries: list[dict[str, Any]]) -> list[RenderedFile]:
+    return [
         RenderedFile(
             path=f["path"],
             content=_env.get_template(f"{name}/{f['template']}").render({**ctx, **f.get("vars", {})}),
             owner=f.get("owner", "root:root"),
             mode=f.get("mode", "0755" if f["path"].endswith(".sh") else "0644"),
+            units=tuple(f.get("units", ())),
         )
-        for f in spec.get("files", [])
+        for f in entries
     ]
+
+
+def render_fragment(name: str, ctx: dict[str, Any]) -> Fragment:
+    spec = yaml.load(_env.get_template(f"{name}/fragment.yaml.j2").render(ctx), Loader=_Loader) or {}
     bootstrap = _env.get_template(f"{name}/{spec['bootstrap']}").render(ctx) if spec.get("bootstrap") else None
-    return list(spec.get("packages", [])), files, bootstrap
+    return Fragment(list(spec.get("packages") or []), _files(name, ctx, spec.get("files") or []), bootstrap, _files(name, ctx, spec.get("delivered") or []))
 
 
-def render_file(template: str, cfg: StackConfig, host: Host) -> str:
-    """One template rendered for a host, for material delivered over SSH rather than in user-data."""
-    return _env.get_template(template).render(context(cfg, host))
+def render_template(template: str, cfg: StackConfig, host: Host | None = None, **variables: Any) -> str:
+    """One template with the context every template sees, plus `variables` (a site bundle's files: host=None)."""
+    return _env.get_template(template).render(_context(cfg, host, **variables))
+
+
+def delivered_files(cfg: StackConfig, host: Host, fragment: str) -> list[RenderedFile]:
+    """The files a fragment declares as `delivered` for this host: rendered here, installed over SSH after boot by
+    nina-deliver, so changing them never replaces the VM. [] when the host does not render the fragment."""
+    if fragment not in fragments(cfg, host):
+        return []
+    return render_fragment(fragment, _context(cfg, host)).delivered
 
 
 def cloud_config(cfg: StackConfig, host: Host) -> dict[str, Any]:
     """The cloud-config document for one host, as a dict (validated against cloud-init's schema in the tests)."""
-    ctx = context(cfg, host)
+    ctx = _context(cfg, host)
     packages: list[str] = []
     write_files: list[dict[str, Any]] = []
     runcmd: list[list[str]] = []
     for index, name in enumerate(fragments(cfg, host)):
-        pkgs, files, bootstrap = render_fragment(name, ctx)
-        packages += [p for p in pkgs if p not in packages]
-        for f in files:
+        fragment = render_fragment(name, ctx)
+        packages += [p for p in fragment.packages if p not in packages]
+        for f in fragment.files:
             write_files.append(_write_file(f))
-        if bootstrap is not None:
+        if fragment.bootstrap is not None:
             script = f"{BOOTSTRAP_DIR}/{index * 10:02d}-{name}.sh"
-            write_files.append(_write_file(RenderedFile(script, bootstrap, "root:root", "0755")))
+            write_files.append(_write_file(RenderedFile(script, fragment.bootstrap, "root:root", "0755")))
             runcmd.append([script])
     users: list[Any] = ["default"]
     for user in ctx["service_users"]:
@@ -158,17 +191,17 @@ def _str_presenter(dumper: yaml.representer.SafeRepresenter, data: str) -> yaml.
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
-class _Dumper(yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper):  # type: ignore[misc]
+class Dumper(yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper):  # type: ignore[misc]
     """libyaml's emitter when PyYAML has it (its wheels do): a 140-host stack renders in well under a second instead
     of ~10 s. With folding off (DUMP_OPTIONS) it emits exactly what the pure-Python emitter does (a test compares the
     two), so user-data stays byte-identical on a machine without libyaml."""
 
 
-class _PyDumper(yaml.SafeDumper):
+class PureDumper(yaml.SafeDumper):
     """The pure-Python emitter, the reference for that comparison."""
 
 
-for _dumper in (_Dumper, _PyDumper):
+for _dumper in (Dumper, PureDumper):
     _dumper.add_representer(str, _str_presenter)
 
 # Unicode as itself (a "§" would otherwise turn a whole file into an escaped one-line string), and no line folding:
@@ -177,7 +210,7 @@ DUMP_OPTIONS: dict[str, Any] = {"sort_keys": False, "width": 2**30, "allow_unico
 
 
 def cloud_config_text(cfg: StackConfig, host: Host) -> str:
-    body = yaml.dump(cloud_config(cfg, host), Dumper=_Dumper, **DUMP_OPTIONS)
+    body = yaml.dump(cloud_config(cfg, host), Dumper=Dumper, **DUMP_OPTIONS)
     return "#cloud-config\n" + body
 
 

@@ -12,28 +12,33 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_command as command
 
-from components.deliverables import DIRECTORIES, Deliverable, Sources, for_host, hosts_block, hosts_units
-from components.host import Host
-from nina import layout
-from nina.config import NAMESPACE
-from nina.config import Host as HostConfig
+from components.delivery_payload import (
+    DIRECTORIES,
+    Deliverable,
+    Sources,
+    for_host,
+    hosts_units,
+)
+from components.host import Vm
+from nina.catalog import layout
+from nina.config import NAMESPACE, Host
+from nina.onhost import DELIVER, program_source
+from nina.plan.names import hosts_block
 
 # cloud-init exits 2 when it finished with recoverable warnings: the host is usable; 1 means it failed.
 WAIT_FOR_CLOUD_INIT = "s=0; sudo cloud-init status --wait >/dev/null || s=$?; [ $s -eq 0 ] || [ $s -eq 2 ]"
-DELIVER_SOURCE = Path(__file__).resolve().parent.parent / "nina" / "deliver.py"
 
 
 def install_deliver() -> str:
     """Shell that installs nina-deliver itself, carried in the command rather than in user-data: an improvement to
     the installer then re-runs the deliveries (idempotent) instead of replacing every VM. gzip's mtime is fixed so
     the command, and so the plan, only changes when the script does."""
-    packed = base64.b64encode(gzip.compress(DELIVER_SOURCE.read_bytes(), compresslevel=9, mtime=0)).decode()
+    packed = base64.b64encode(gzip.compress(program_source(DELIVER), compresslevel=9, mtime=0)).decode()
     return f"printf %s '{packed}' | base64 -d | gunzip | sudo install -m 0755 -o root -g root /dev/stdin {layout.DELIVER_COMMAND}"
 
 
@@ -61,10 +66,11 @@ def payload(files: list[Deliverable], hosts: str, hosts_units: tuple[str, ...] =
     return pulumi.Output.secret(pulumi.Output.all(*(f.content for f in files)).apply(document))
 
 
-def connection(src: Sources, host: HostConfig, hosts: dict[str, Host]) -> command.remote.ConnectionArgs:
+def connection(src: Sources, host: Host, vms: dict[str, Vm]) -> command.remote.ConnectionArgs:
+    """SSH to a host with the operators' key, through the jump host unless it is the jump host."""
     cfg = src.cfg
     key = pulumi.Config(NAMESPACE).require_secret("ssh_private_key")
-    jump = hosts[cfg.admin.jump_host]
+    jump = vms[cfg.admin.jump_host]
     assert jump.public_ip is not None  # config guarantees the jump host faces the internet
     if host.name == cfg.admin.jump_host:
         return command.remote.ConnectionArgs(host=jump.public_ip, user=cfg.admin.ssh_user, private_key=key)
@@ -79,15 +85,15 @@ def connection(src: Sources, host: HostConfig, hosts: dict[str, Host]) -> comman
 class Delivery(pulumi.ComponentResource):
     commands: dict[str, command.remote.Command]
 
-    def __init__(self, name: str, src: Sources, hosts: dict[str, Host], opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, src: Sources, vms: dict[str, Vm], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("nina:delivery:Delivery", name, None, opts)
         block = hosts_block(src.cfg)
         self.commands = {}
         for host in src.cfg.hosts.values():
-            vm = hosts[host.name]
+            vm = vms[host.name]
             self.commands[host.name] = command.remote.Command(
                 f"deliver-{host.name}",
-                connection=connection(src, host, hosts),
+                connection=connection(src, host, vms),
                 create=CREATE,
                 stdin=payload(for_host(src, host), block, hosts_units(host)),
                 triggers=[vm.instance.id],

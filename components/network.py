@@ -8,32 +8,42 @@ the router to that tenancy's OpenVPN server, so Prometheus can reach node export
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pulumi
 import pulumi_openstack as openstack
 
-from nina.config import StackConfig
+from nina.config import Cloud, Segment
 
 
-class Network(pulumi.ComponentResource):
+class NetworkPartition(pulumi.ComponentResource):
     networks: dict[str, openstack.networking.Network]
     subnets: dict[str, openstack.networking.Subnet]
 
-    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        environment: str,
+        cloud: Cloud,
+        segments: Mapping[str, Segment],
+        vpn_routes: Sequence[tuple[str, str, str]],  # (federation, client range, VPN host's address)
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("nina:network:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        external = openstack.networking.get_network_output(name=cfg.cloud.external_network, opts=pulumi.InvokeOutputOptions(parent=self))
+        external = openstack.networking.get_network_output(name=cloud.external_network, opts=pulumi.InvokeOutputOptions(parent=self))
         self.router = openstack.networking.Router(
             f"{name}-router",
-            name=f"nina-{cfg.environment}",
+            name=f"nina-{environment}",
             admin_state_up=True,
             external_network_id=external.id,
             opts=child,
         )
         self.networks, self.subnets = {}, {}
-        for seg in cfg.network.segments.values():
+        for seg in segments.values():
             net = openstack.networking.Network(
                 f"{name}-{seg.name}",
-                name=f"nina-{cfg.environment}-{seg.name}",
+                name=f"nina-{environment}-{seg.name}",
                 admin_state_up=True,
                 # Nectar ports filter by security group; port security stays on everywhere.
                 port_security_enabled=True,
@@ -41,12 +51,12 @@ class Network(pulumi.ComponentResource):
             )
             subnet = openstack.networking.Subnet(
                 f"{name}-{seg.name}",
-                name=f"nina-{cfg.environment}-{seg.name}",
+                name=f"nina-{environment}-{seg.name}",
                 network_id=net.id,
                 cidr=str(seg.cidr),
                 ip_version=4,
                 gateway_ip=str(seg.gateway),
-                dns_nameservers=list(cfg.cloud.dns_nameservers),
+                dns_nameservers=list(cloud.dns_nameservers),
                 enable_dhcp=True,
                 opts=pulumi.ResourceOptions(parent=net),
             )
@@ -57,13 +67,12 @@ class Network(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self.router),
             )
             self.networks[seg.name], self.subnets[seg.name] = net, subnet
-        for fed in cfg.federations.values():
-            if fed.vpn_host and fed.vpn_client_range:
-                openstack.networking.RouterRoute(
-                    f"{name}-vpn-{fed.name}",
-                    router_id=self.router.id,
-                    destination_cidr=str(fed.vpn_client_range),
-                    next_hop=str(cfg.hosts[fed.vpn_host].ip),
-                    opts=pulumi.ResourceOptions(parent=self.router, depends_on=list(self.subnets.values())),
-                )
+        for federation, destination, next_hop in vpn_routes:
+            openstack.networking.RouterRoute(
+                f"{name}-vpn-{federation}",
+                router_id=self.router.id,
+                destination_cidr=destination,
+                next_hop=next_hop,
+                opts=pulumi.ResourceOptions(parent=self.router, depends_on=list(self.subnets.values())),
+            )
         self.register_outputs({"router_id": self.router.id, "network_ids": {k: n.id for k, n in self.networks.items()}})

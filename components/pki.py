@@ -3,22 +3,21 @@
 Stable identity is the point: every key and certificate here is named after what it is for (`tls-superlink-superlink`,
 `supernode-test-fl-sn1`), never after unrelated config, so changing a flavor or adding a host leaves them alone. The
 CA is `protect`ed: re-minting it would make every hospital reinstall, so Pulumi refuses to replace or delete it
-unless an operator unprotects it on purpose. Leaves renew early (pki_spec) and their end dates are stack outputs.
+unless an operator unprotects it on purpose. What is issued, with which names, is nina/plan/pki.py; key
+types and lifetimes are nina/catalog/pki.py. Leaves renew early and their end dates are stack outputs.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
-from nina import names, pki_spec
-from nina.config import StackConfig
-from nina.layout import SERVER_TLS
+from nina.catalog import pki as pki_spec
+from nina.plan.pki import Certificate, Issuance
 
 
 @dataclass
@@ -85,7 +84,7 @@ class Pki(pulumi.ComponentResource):
     tls_crypt: dict[str, pulumi.Output[str]]  # federation -> OpenVPN tls-crypt key (secret)
     superexec_secrets: dict[str, pulumi.Output[str]]  # federation -> SuperExec auth secret (isolation=process)
 
-    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, wanted: Issuance, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("nina:pki:Pki", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         # §4.1.2.2: one CA for the environment. Protected: it must outlive any refactoring of this program.
@@ -94,7 +93,7 @@ class Pki(pulumi.ComponentResource):
         ca_cert = tls.SelfSignedCert(
             "ca",
             private_key_pem=ca_key.private_key_pem,
-            subject=tls.SelfSignedCertSubjectArgs(**_subject_fields(f"NINA {cfg.environment} local CA")),
+            subject=tls.SelfSignedCertSubjectArgs(**_subject_fields(f"NINA {wanted.environment} local CA")),
             is_ca_certificate=True,
             validity_period_hours=pki_spec.CA_CERT.validity_hours,
             allowed_uses=list(pki_spec.CA_CERT.allowed_uses),
@@ -104,90 +103,50 @@ class Pki(pulumi.ComponentResource):
         self._ca_key_pem = ca_key.private_key_pem
         self.expiry: dict[str, pulumi.Output[str]] = {"ca": ca_cert.validity_end_time}
 
-        self.servers = {}
-        for host in cfg.hosts.values():
-            for role in host.roles:
-                if role not in SERVER_TLS:
-                    continue
-                short = names.role_aliases(cfg, host, role)
-                self.servers[(host.name, role)] = self._issue(
-                    f"tls-{host.name}-{role}",
-                    dns_names=[names.fqdn(cfg, n) for n in short] + ["localhost"],
-                    # 127.0.0.1: the SuperLink's own SuperExec and local health checks connect there (FLOWER.md).
-                    ip_addresses=[str(host.ip), "127.0.0.1", "::1"],
-                    common_name=names.fqdn(cfg, short[0]),
-                    cert=pki_spec.SERVER_CERT,
-                    key=pki_spec.SERVER_KEY,
-                )
-
-        self.supernode_keys = {}
+        self.servers = {(c.host, c.role): self._issue(c) for c in wanted.servers}
+        self.vpn_clients = {(c.federation, c.organisation): self._issue(c) for c in wanted.vpn_clients}
+        # Flower SuperNode authentication: an ECDSA P-384 key whose OpenSSH public half is registered.
+        self.supernode_keys = {(fed, sn): _key(f"supernode-{fed}-{sn}", pki_spec.SUPERNODE_KEY, child) for fed, sn in wanted.supernode_keys}
         self.superexec_secrets = {}
-        self.vpn_clients = {}
+        for fed in wanted.superexec_secrets:
+            secret = random.RandomPassword(f"superexec-{fed}", length=48, special=False, opts=child)
+            self.superexec_secrets[fed] = pulumi.Output.secret(secret.result)
         self.tls_crypt = {}
-        for fed in cfg.federations.values():
-            for sn in fed.supernodes:
-                if sn.generated:
-                    # Flower SuperNode authentication: an ECDSA P-384 key whose OpenSSH public half is registered.
-                    self.supernode_keys[(fed.name, sn.name)] = _key(f"supernode-{fed.name}-{sn.name}", pki_spec.SUPERNODE_KEY, child)
-            if fed.isolation == "process":
-                secret = random.RandomPassword(f"superexec-{fed.name}", length=48, special=False, opts=child)
-                self.superexec_secrets[fed.name] = pulumi.Output.secret(secret.result)
-            if fed.vpn_host:
-                static = random.RandomBytes(f"tls-crypt-{fed.name}", length=pki_spec.TLS_CRYPT_BYTES, opts=child)
-                self.tls_crypt[fed.name] = pulumi.Output.secret(static.hex.apply(openvpn_static_key))
-                for org_name in fed.organisations:
-                    org = cfg.organisations[org_name]
-                    if org.hosting != "on_premises":
-                        continue  # Nectar-hosted organisations reach the SuperLink inside the cloud
-                    self.vpn_clients[(fed.name, org.name)] = self._issue(
-                        f"vpn-{fed.name}-{org.name}",
-                        dns_names=[],
-                        ip_addresses=[],
-                        common_name=org.name,  # OpenVPN's client-config-dir keys on the CN
-                        cert=pki_spec.CLIENT_CERT,
-                        key=pki_spec.CLIENT_KEY,
-                        csr=org.vpn_csr,
-                    )
+        for fed in wanted.tls_crypt:
+            static = random.RandomBytes(f"tls-crypt-{fed}", length=pki_spec.TLS_CRYPT_BYTES, opts=child)
+            self.tls_crypt[fed] = pulumi.Output.secret(static.hex.apply(openvpn_static_key))
         for label, end in sorted(self.expiry.items()):
             _warn_on_expiry(label, end)
         self.register_outputs({"ca_cert_pem": self.ca_cert_pem, "expiry": self.expiry})
 
-    def _issue(
-        self,
-        name: str,
-        dns_names: Sequence[str],
-        ip_addresses: Sequence[str],
-        common_name: str,
-        cert: pki_spec.CertSpec,
-        key: pki_spec.KeySpec,
-        csr: str | None = None,
-    ) -> Issued:
+    def _issue(self, cert: Certificate) -> Issued:
+        """A key (unless the holder sent its own CSR), a CSR and the CA's signature, all named `cert.name`."""
         child = pulumi.ResourceOptions(parent=self)
         key_pem: pulumi.Output[str] | None = None
-        if csr is None:
-            private = _key(name, key, child)
+        if cert.csr is None:
+            private = _key(cert.name, cert.key, child)
             request = tls.CertRequest(
-                name,
+                cert.name,
                 private_key_pem=private.private_key_pem,
-                subject=tls.CertRequestSubjectArgs(**_subject_fields(common_name)),
-                dns_names=list(dns_names),
-                ip_addresses=list(ip_addresses),
+                subject=tls.CertRequestSubjectArgs(**_subject_fields(cert.common_name)),
+                dns_names=list(cert.dns_names),
+                ip_addresses=list(cert.ip_addresses),
                 opts=child,
             )
             request_pem: pulumi.Input[str] = request.cert_request_pem
             # PKCS#8: the one PEM flavour every consumer here reads (Keycloak needs it; flwr, nginx, OpenVPN accept it).
             key_pem = pulumi.Output.secret(private.private_key_pem_pkcs8)
         else:
-            request_pem = csr  # the site made its own key; only the CSR travelled
+            request_pem = cert.csr  # the site made its own key; only the CSR travelled
         signed = tls.LocallySignedCert(
-            name,
+            cert.name,
             cert_request_pem=request_pem,
             ca_private_key_pem=self._ca_key_pem,
             ca_cert_pem=self.ca_cert_pem,
-            validity_period_hours=cert.validity_hours,
-            early_renewal_hours=cert.early_renewal_hours,
-            allowed_uses=list(cert.allowed_uses),
+            validity_period_hours=cert.spec.validity_hours,
+            early_renewal_hours=cert.spec.early_renewal_hours,
+            allowed_uses=list(cert.spec.allowed_uses),
             opts=child,
         )
-        self.expiry[name] = signed.validity_end_time
+        self.expiry[cert.name] = signed.validity_end_time
         return Issued(signed.cert_pem, key_pem, signed.validity_end_time)

@@ -1,29 +1,30 @@
-"""Security groups and their rules, materialised from `nina.firewall.plan` (itself read off the port table)."""
+"""Security groups and their rules, materialised from the firewall plan (nina/plan/firewall.py, itself read off the
+port table): the groups by key, and one rule per plan row."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_openstack as openstack
 
-from nina import firewall
-from nina.config import Host, StackConfig
+from nina.plan.firewall import Rule
 
 
 class SecurityGroups(pulumi.ComponentResource):
-    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, environment: str, groups: Sequence[str], rules: Sequence[Rule], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("nina:security:SecurityGroups", name, None, opts)
-        self._cfg = cfg
         self.groups: dict[str, openstack.networking.SecGroup] = {}
-        for key in firewall.all_groups(cfg):
+        for key in groups:
             self.groups[key] = openstack.networking.SecGroup(
                 f"{name}-{key}",
-                name=f"nina-{cfg.environment}-{key}",
-                description=f"NINA {cfg.environment}: {key} (generated from the port table)",
+                name=f"nina-{environment}-{key}",
+                description=f"NINA {environment}: {key} (generated from the port table)",
                 # Keep OpenStack's default allow-all egress: hosts fetch packages and SuperNodes dial out.
                 delete_default_rules=False,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-        for rule in firewall.plan(cfg):
+        for rule in rules:
             group = self.groups[rule.group]
             openstack.networking.SecGroupRule(
                 f"{name}-{rule.key}",
@@ -40,5 +41,6 @@ class SecurityGroups(pulumi.ComponentResource):
             )
         self.register_outputs({"groups": {k: g.id for k, g in self.groups.items()}})
 
-    def for_host(self, host: Host) -> list[pulumi.Output[str]]:
-        return [self.groups[k].id for k in firewall.host_groups(self._cfg, host)]
+    def ids(self, keys: Sequence[str]) -> list[pulumi.Output[str]]:
+        """The ids of the groups a port carries, in the plan's order."""
+        return [self.groups[k].id for k in keys]

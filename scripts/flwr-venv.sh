@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-${NINA_FLWR_VENV:-.venv-flwr}}
-version=$(python3 -c 'import re,sys; print(re.search(r"FLWR_VERSION = \"([^\"]+)\"", open("cloudinit/render.py").read()).group(1))')
+# The platform's pin, from the one place that says it (nina/catalog/versions.py).
+version=$(python3 -c 'import runpy; print(runpy.run_path("nina/catalog/versions.py")["FLWR"])')
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # A separate virtual environment with exactly the JupyterHub packages the notebook role pins, so the tests can load
 # the rendered jupyterhub_config.py against the real classes and refuse any setting that is not a real trait.
-# The pins are read from the notebook bootstrap template: one place decides them. Idempotent.
+# The pins are read from nina/catalog/versions.py (JUPYTERHUB_PACKAGES), the one place that decides them. Idempotent.
 # Usage: scripts/jupyterhub-venv.sh [DIR] (default .venv-jupyterhub, or $NINA_JUPYTERHUB_VENV).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-${NINA_JUPYTERHUB_VENV:-.venv-jupyterhub}}
-mapfile -t pins < <(grep -oE '[a-z-]+==[0-9.]+' cloudinit/templates/notebook/bootstrap.sh.j2)
+mapfile -t pins < <(python3 -c 'import runpy; print(*runpy.run_path("nina/catalog/versions.py")["JUPYTERHUB_PACKAGES"], sep=chr(10))')
 if [ "${#pins[@]}" -eq 0 ]; then
-  echo "jupyterhub-venv: no pins found in the notebook bootstrap" >&2
+  echo "jupyterhub-venv: no pins found in nina/catalog/versions.py" >&2
   exit 1
 fi
 if [ ! -x "$venv/bin/python" ]; then

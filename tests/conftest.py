@@ -3,7 +3,7 @@
 Pulumi's runtime keeps global state, so the real program is evaluated in subprocesses (`python -m nina.cli preview`),
 all stacks at once to use both cores. Tests then read the preview's JSON (what would be registered) and the files
 `--out` wrote (each host's exact user-data and its decoded cloud-config). Config validation is pure and is tested
-in-process with `nina.config.parse` on a raw dict built exactly like `nina.evaluate.stack_config` builds it.
+in-process with `nina.config.parse` on a raw dict built exactly like `nina.offline.stack_files.stack_config` builds it.
 
 Stacks are discovered from the `Pulumi.*.yaml` files, so a new stack is tested as soon as it exists.
 """
@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 import yaml
 
+from nina.catalog.roles import ROLES, env_variables
 from nina.config import ConfigError, StackConfig, parse
-from nina.evaluate import stack_config
-from nina.mocks import NinaMocks
+from nina.offline import mocks
+from nina.offline.stack_files import stack_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -85,7 +86,7 @@ def wait_for(predicate: Callable[[], Any], what: str, evidence: Callable[[], str
 
 def resource_id(type_token: str, name: str) -> str:
     """The id the mocks give a resource: how other resources' inputs refer to it (e.g. a rule's remoteGroupId)."""
-    return NinaMocks._id(type_token, name, {})
+    return mocks.resource_id(type_token, name)
 
 
 # ----------------------------------------------------------------------------------------------------- previews
@@ -261,17 +262,17 @@ def problems(objects: Mapping[str, Any]) -> list[str]:
 _EVALUATE_RAW = """
 import json, sys
 from pathlib import Path
-import nina.mocks
+import nina.offline.mocks
 from nina.config import ConfigError
-from nina.evaluate import evaluate
+from nina.offline.evaluate import evaluate
 
 registered = []
-original = nina.mocks.RecordingMonitor.RegisterResource
+original = nina.offline.mocks.RecordingMonitor.RegisterResource
 def recording(self, request):
     if request.type != "pulumi:pulumi:Stack":
         registered.append(request.type + "::" + request.name)
     return original(self, request)
-nina.mocks.RecordingMonitor.RegisterResource = recording
+nina.offline.mocks.RecordingMonitor.RegisterResource = recording
 
 root, stack = Path(sys.argv[1]), sys.argv[2]
 config = json.load(sys.stdin)
@@ -314,3 +315,17 @@ def project_copy() -> Iterator[Callable[[str, Mapping[str, Any]], Path]]:
             return root
 
         yield write_stack
+
+
+def env_path(role: str) -> str:
+    """Where the role's secrets file lands (the role table's `env`)."""
+    env = ROLES[role].env
+    assert env is not None, role
+    return env.path
+
+
+def env_var_names(role: str) -> tuple[str, ...]:
+    """The variables the role's secrets file holds."""
+    env = ROLES[role].env
+    assert env is not None, role
+    return tuple(v.name for v in env_variables(env))

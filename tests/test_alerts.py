@@ -1,4 +1,4 @@
-"""The alert-rule table (nina/alerts.py) judged by promtool: the rules file it renders is valid, and every row's
+"""The alert-rule table (nina/catalog/alerts.py) judged by promtool: the rules file it renders is valid, and every row's
 sample series fire that row's alert and its healthy series do not (`promtool test rules`, generated from the table,
 so a new row brings its own test)."""
 
@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from nina import alerts
-from nina.pki_spec import EXPIRY_WARNING_DAYS
-from nina.roles import BASE_UNITS, ROLES
+from nina.catalog import alerts, layout
+from nina.catalog.pki import EXPIRY_WARNING_DAYS
+from nina.catalog.roles import BASE_UNITS, ROLES
+from nina.plan.alerts import rules_yaml
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: scripts/install-system-deps.sh installs it")
@@ -77,7 +78,7 @@ def _test_rules(tmp_path: Path, rules_text: str, rules: tuple[alerts.Rule, ...],
 
 @needs_promtool
 def test_rules_file_passes_promtool_check(tmp_path: Path) -> None:
-    (tmp_path / "rules.yml").write_text(alerts.rules_yaml())
+    (tmp_path / "rules.yml").write_text(rules_yaml())
     result = _promtool("check", "rules", "rules.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(alerts.RULES)} rules found" in result.stdout
@@ -85,7 +86,7 @@ def test_rules_file_passes_promtool_check(tmp_path: Path) -> None:
 
 @needs_promtool
 def test_every_rule_fires_on_its_sample_and_stays_quiet_on_healthy_series(tmp_path: Path) -> None:
-    code, output = _test_rules(tmp_path, alerts.rules_yaml(), alerts.RULES)
+    code, output = _test_rules(tmp_path, rules_yaml(), alerts.RULES)
     assert code == 0, output
     assert output.count("SUCCESS") == 2
 
@@ -94,8 +95,8 @@ def test_every_rule_fires_on_its_sample_and_stays_quiet_on_healthy_series(tmp_pa
 def test_the_generated_tests_catch_a_rule_that_never_fires(tmp_path: Path) -> None:
     """The promtool cases are not vacuous: with one rule's threshold made unreachable they fail, naming it."""
     victim = next(r for r in alerts.RULES if r.name == "GpuTemperatureHigh")
-    broken = alerts.rules_yaml().replace(victim.expr, victim.expr.replace(">= 85", ">= 850"))
-    assert broken != alerts.rules_yaml()
+    broken = rules_yaml().replace(victim.expr, victim.expr.replace(">= 85", ">= 850"))
+    assert broken != rules_yaml()
     code, output = _test_rules(tmp_path, broken, (victim,), processes=1)
     assert code != 0
     assert "GpuTemperatureHigh" in output
@@ -104,7 +105,7 @@ def test_the_generated_tests_catch_a_rule_that_never_fires(tmp_path: Path) -> No
 @needs_promtool
 def test_the_generated_tests_catch_a_rule_that_always_fires(tmp_path: Path) -> None:
     victim = next(r for r in alerts.RULES if r.name == "SuperLinkHealthDown")
-    broken = alerts.rules_yaml().replace(victim.expr, 'probe_success{job="superlink-health"} >= 0')
+    broken = rules_yaml().replace(victim.expr, 'probe_success{job="superlink-health"} >= 0')
     code, output = _test_rules(tmp_path, broken, (victim,), processes=1)
     assert code != 0
     assert "SuperLinkHealthDown" in output
@@ -165,7 +166,7 @@ def test_table_rows_are_well_formed() -> None:
 
 
 def test_rules_yaml_is_deterministic_and_names_its_path() -> None:
-    assert alerts.rules_yaml() == alerts.rules_yaml()
-    document = yaml.safe_load(alerts.rules_yaml())
+    assert rules_yaml() == rules_yaml()
+    document = yaml.safe_load(rules_yaml())
     assert len(document["groups"][0]["rules"]) == len(alerts.RULES)
-    assert alerts.RULES_PATH.startswith(alerts.RULES_DIR + "/") and alerts.RULES_PATH.endswith(".yml")
+    assert layout.RULES_PATH.startswith(layout.RULES_DIR + "/") and layout.RULES_PATH.endswith(".yml")

@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import Preview
 
 LIB = "/usr/local/lib/nina/lib.sh"

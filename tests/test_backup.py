@@ -25,14 +25,25 @@ from typing import Any
 
 import pytest
 import yaml
-
-from conftest import COMMAND, ROOT, Preview, delivered, free_port, problems, raw_config, run_nina
-from components.deliverables import BACKUP_TOOLING
-from nina import databases
-from nina.roles import SYSTEM_GROUP
+from conftest import (
+    COMMAND,
+    ROOT,
+    Preview,
+    delivered,
+    free_port,
+    problems,
+    raw_config,
+    run_nina,
+)
 from test_cloudinit import Target, shellcheck, verify_units
 
-DB = databases.DATABASES["keycloakdb_server"]
+from nina.catalog import databases
+from nina.catalog.roles import DATABASES, SYSTEM_GROUP
+from nina.plan.backups import backed_up_on, owning_role
+
+DB = DATABASES["keycloakdb_server"]
+# What a backup host is handed besides credentials: the commands, the unit and its timer.
+TOOLING = (databases.BACKUP_COMMAND, databases.RESTORE_COMMAND, "/etc/systemd/system/nina-backup@.service", "/etc/systemd/system/nina-backup@.timer")
 
 
 def pgpass_fields(line: str) -> list[str]:
@@ -53,10 +64,9 @@ def test_each_database_is_backed_up_by_the_host_that_uses_it(materialized: dict[
         backed_up = {}
         for host in cfg.hosts.values():
             files = delivered(preview, host.name)
-            rows = databases.backed_up_on(cfg, host)
+            rows = backed_up_on(cfg, host)
             backed_up.update({r.name: host.name for r in rows})
-            tooling = {path for path, _ in BACKUP_TOOLING.values()}
-            assert (tooling <= set(files)) == bool(rows), host.name
+            assert (set(TOOLING) <= set(files)) == bool(rows), host.name
             if not rows:
                 continue
             # the backup user exists there, and pg_dump of Trove's major version is installed
@@ -78,14 +88,14 @@ def test_each_database_is_backed_up_by_the_host_that_uses_it(materialized: dict[
                 # new credentials start a backup at once: the first delivery is the backup "after the initial release"
                 assert pgpass["units"] == [f"start:nina-backup@{row.name}.service"]
         assert backed_up.keys() == set(cfg.database.databases), preview.stack
-        assert all(databases.DATABASES[db].role in cfg.hosts[h].roles for db, h in backed_up.items())
+        assert all(owning_role(db) in cfg.hosts[h].roles for db, h in backed_up.items())
 
 
 def test_backup_tooling_passes_shellcheck_and_systemd_analyze_verify(materialized: dict[str, Preview]) -> None:
     files = delivered(materialized["test"], "hub")
     scripts = {path: files[path]["content"] for path in (databases.BACKUP_COMMAND, databases.RESTORE_COMMAND)}
     assert shellcheck(scripts) == ""
-    units = {Path(p).name: files[p]["content"] for p, _ in BACKUP_TOOLING.values() if p.startswith("/etc/systemd/")}
+    units = {Path(p).name: files[p]["content"] for p in TOOLING if p.startswith("/etc/systemd/")}
     assert set(units) == {"nina-backup@.service", "nina-backup@.timer"}
     assert verify_units(Target(units=units, drop_ins={}, expected_units=set(), written=set(files))) == []
 
@@ -188,7 +198,7 @@ def _loopback(line: str, port: int) -> str:
 def site(materialized: dict[str, Preview], postgres: Postgres, tmp_path: Path) -> Site:
     preview = materialized["test"]
     stdin = preview.named(COMMAND, "deliver-hub")["inputs"]["stdin"]
-    installed = run(sys.executable, str(ROOT / "nina" / "deliver.py"), "--root", str(tmp_path), input=stdin)
+    installed = run(sys.executable, str(ROOT / "nina" / "onhost" / "nina_deliver.py"), "--root", str(tmp_path), input=stdin)
     assert installed.returncode == 0, installed.stderr
     assert json.loads(installed.stdout)["units"][f"nina-backup@{DB.name}.service"] == "start"
     secrets = tmp_path / databases.credentials_env(DB.name).lstrip("/")
@@ -318,7 +328,7 @@ def test_config_names_the_key_of_a_bad_backup_setting() -> None:
 
 def test_a_backup_host_without_a_state_volume_is_warned_about(project_copy: Any, previews: dict[str, Preview]) -> None:
     for preview in previews.values():  # the shipped stacks keep their backups on state volumes
-        assert all(h.volume_gb for h in preview.cfg.hosts.values() if databases.backed_up_on(preview.cfg, h))
+        assert all(h.volume_gb for h in preview.cfg.hosts.values() if backed_up_on(preview.cfg, h))
         assert "backups of" not in preview.stderr
     config = yaml.safe_load((ROOT / "Pulumi.test.yaml").read_text())["config"]
     del config["nina:hosts"]["hub"]["volume_gb"]

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import COMMAND, ROOT, Preview, config_of, delivered, free_port
-from nina import checklist, layout
-from nina.ports import listeners
-from nina.roles import BASE_UNITS, ROLES
+
+from nina.catalog import layout
+from nina.catalog.ports import listeners
+from nina.catalog.roles import BASE_UNITS, ROLES, server_tls
+from nina.plan import checklist
 
 # ------------------------------------------------------------------------------------------------ the checklist
 
@@ -44,7 +45,7 @@ def test_every_host_checks_what_its_roles_run_and_serve(preview: Preview) -> Non
                 assert (port.protocol, port.port) in ports, (host.name, port.name)
         for fed, sn in cfg.supernodes_on(host.name):
             assert layout.supernode_unit(sn.name) in units and ("tcp", sn.port) in ports
-        assert {t["role"] for t in items["tls"]} == {r for r in host.roles if r in layout.SERVER_TLS}
+        assert {t["role"] for t in items["tls"]} == {r for r in host.roles if ROLES[r].tls is not None}
         for h in items["health"]:
             assert h["url"].startswith(("https://127.0.0.1:", "http://127.0.0.1:")), h
 
@@ -53,7 +54,7 @@ def test_the_checklist_and_the_checker_are_delivered_not_in_user_data(previews: 
     for preview in previews.values():
         for host in preview.cfg.hosts.values():
             written = {f["path"] for f in preview.hosts[host.name].write_files}
-            assert checklist.CHECKLIST_PATH not in written and checklist.CHECK_COMMAND not in written
+            assert layout.CHECKLIST_PATH not in written and layout.CHECK_COMMAND not in written
     # the payload is secret in a plain preview; the materialized one shows it
     preview = previews["test"]
     assert preview.named(COMMAND, "deliver-superlink")["inputs"]["stdin"] == "[secret]"
@@ -63,9 +64,9 @@ def test_delivered_checklist_is_the_hosts_own(materialized: dict[str, Preview]) 
     for preview in materialized.values():
         for host in preview.cfg.hosts.values():
             files = delivered(preview, host.name)
-            assert json.loads(files[checklist.CHECKLIST_PATH]["content"]) == checklist.checklist(preview.cfg, host)
-            checker = files[checklist.CHECK_COMMAND]
-            assert checker["content"] == (ROOT / "nina" / "check.py").read_text() and checker["mode"] == "0755"
+            assert json.loads(files[layout.CHECKLIST_PATH]["content"]) == checklist.checklist(preview.cfg, host)
+            checker = files[layout.CHECK_COMMAND]
+            assert checker["content"] == (ROOT / "nina" / "onhost" / "nina_check.py").read_text() and checker["mode"] == "0755"
 
 
 # ------------------------------------------------------------------------------------------------- the checker
@@ -86,12 +87,12 @@ def superlink_host(materialized: dict[str, Preview], tmp_path: Path) -> Iterator
     HTTPS health endpoint on 127.0.0.1 serving its delivered certificate. Yields (root, health port, listening port)."""
     root = tmp_path / "root"
     stdin = materialized["test"].named(COMMAND, "deliver-superlink")["inputs"]["stdin"]
-    done = subprocess.run([sys.executable, str(ROOT / "nina" / "deliver.py"), "--root", str(root)], input=stdin, capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, str(ROOT / "nina" / "onhost" / "nina_deliver.py"), "--root", str(root)], input=stdin, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     # what update-ca-certificates does on the host
     (root / layout.CA_PEM.lstrip("/")).parent.mkdir(parents=True)
     shutil.copy(root / layout.CA_TRUST_PATH.lstrip("/"), root / layout.CA_PEM.lstrip("/"))
-    tls = layout.SERVER_TLS["superlink"]
+    tls = server_tls("superlink")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(root / tls.cert.lstrip("/"), root / tls.key.lstrip("/"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Health)
@@ -110,14 +111,14 @@ def superlink_host(materialized: dict[str, Preview], tmp_path: Path) -> Iterator
 
 def nina_check(root: Path, items: dict[str, Any], active: set[str]) -> tuple[int, dict[str, Any]]:
     """Run the real checker on `items`, with a systemctl that reports only `active` units as active."""
-    (root / checklist.CHECKLIST_PATH.lstrip("/")).write_text(json.dumps(items))
+    (root / layout.CHECKLIST_PATH.lstrip("/")).write_text(json.dumps(items))
     fake = root.parent / "bin"
     fake.mkdir(exist_ok=True)
     cases = "".join(f'  "is-active {u}") echo active; exit 0 ;;\n' for u in sorted(active))
     (fake / "systemctl").write_text(f'#!/bin/sh\ncase "$*" in\n{cases}  *) echo failed; exit 3 ;;\nesac\n')
     (fake / "systemctl").chmod(0o755)
     env = {"PATH": f"{fake}:/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, str(ROOT / "nina" / "check.py"), "--root", str(root), "--json"], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run([sys.executable, str(ROOT / "nina" / "onhost" / "nina_check.py"), "--root", str(root), "--json"], capture_output=True, text=True, env=env, check=False)
     assert done.returncode in (0, 1), done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
     return done.returncode, report
@@ -139,7 +140,7 @@ def test_a_healthy_host_passes(superlink_host: tuple[Path, int, int]) -> None:
 
 def test_a_broken_host_fails_with_a_line_per_problem(superlink_host: tuple[Path, int, int], tmp_path: Path) -> None:
     root, health_port, _ = superlink_host
-    tls = layout.SERVER_TLS["superlink"]
+    tls = server_tls("superlink")
     # the delivered certificate with a key that is not its own
     stray_key = tmp_path / "stray.key"
     subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(stray_key)], check=True, capture_output=True)

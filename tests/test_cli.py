@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from conftest import ROOT, STACKS, Preview, run_nina, run_nina_concurrently
 
 # Placeholders the mocks give secret provider outputs (private keys, passwords, random bytes). If one shows up in
@@ -101,7 +100,7 @@ def test_configured_alert_mail_delivers_the_smtp_password_as_a_secret(project_co
 
     assert payload(masked.stdout) == "[secret]"
     files = {f["path"]: f for f in json.loads(payload(plain.stdout))["files"]}
-    from nina.alerts import SMTP_PASSWORD_PATH
+    from nina.catalog.layout import SMTP_PASSWORD_PATH
 
     password = files[SMTP_PASSWORD_PATH]
     # The stack's secure value (offline: the preview's stand-in for it), readable only by Alertmanager's user.

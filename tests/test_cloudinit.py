@@ -28,13 +28,14 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from conftest import DATA, HostRender, Preview
 
 from cloudinit import render
-from conftest import DATA, HostRender, Preview
-from nina import databases
+from nina.catalog import databases, versions
+from nina.catalog.ports import NODE_EXPORTER_PORT
+from nina.catalog.roles import BASE_UNITS, ROLES, SYSTEM_GROUP
 from nina.config import Host
-from nina.ports import NODE_EXPORTER_PORT
-from nina.roles import BASE_UNITS, ROLES, SYSTEM_GROUP
+from nina.plan.backups import backed_up_on
 
 SCHEMA = DATA / "cloud-init-25.1-schema-cloud-config-v1.json"
 METADATA_IP = "169.254.169.254"
@@ -105,7 +106,7 @@ def test_user_data_does_not_depend_on_libyaml(preview: Preview) -> None:
     machine without libyaml would replace every VM on its first `pulumi up`."""
     for host, rendered in hosts(preview):
         document = render.cloud_config(preview.cfg, host)
-        assert "#cloud-config\n" + yaml.dump(document, Dumper=render._PyDumper, **render.DUMP_OPTIONS) == rendered.cloud_config_text, host.name
+        assert "#cloud-config\n" + yaml.dump(document, Dumper=render.PureDumper, **render.DUMP_OPTIONS) == rendered.cloud_config_text, host.name
         assert yaml.safe_load(rendered.cloud_config_text) == document
 
 
@@ -150,7 +151,7 @@ def test_service_users_are_system_users_without_shell(preview: Preview) -> None:
         assert SYSTEM_GROUP in doc["groups"]
         users = [u for u in doc["users"] if u != "default"]
         expected = {u for r in host.roles for u in ROLES[r].service_users}
-        if databases.backed_up_on(preview.cfg, host):  # the second table that makes users: §4.3.1's backups
+        if backed_up_on(preview.cfg, host):  # the second table that makes users: §4.3.1's backups
             expected.add(databases.BACKUP_USER)
         assert {u["name"] for u in users} == expected, host.name
         for user in users:
@@ -232,8 +233,8 @@ def test_flower_hosts_get_the_pinned_flower_venv(preview: Preview) -> None:
                 continue
             venv = ROLES[role].python_venv
             assert venv == "/opt/python/flower_env"
-            pattern = rf"ensure_venv {re.escape(venv)} .*flwr(\[[a-z,-]+\])?=={re.escape(render.FLWR_VERSION)}"
-            assert re.search(pattern, scripts), f"{host.name}: no {venv} with flwr {render.FLWR_VERSION}"
+            pattern = rf"ensure_venv {re.escape(venv)} .*flwr(\[[a-z,-]+\])?=={re.escape(versions.FLWR)}"
+            assert re.search(pattern, scripts), f"{host.name}: no {venv} with flwr {versions.FLWR}"
             assert "python3-venv" in rendered.cloud_config["packages"], host.name
             checked += 1
     assert checked, "no Flower host in this stack"

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import STACKS, encode, evaluate_raw, problems, raw_config, run_nina
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
-from conftest import STACKS, encode, evaluate_raw, problems, raw_config, run_nina
 
 Raw = dict[str, Any]
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from components.delivery import CREATE
-from nina import layout
+from nina.catalog import layout
 
 ROOT = Path(__file__).resolve().parent.parent
-DELIVER = ROOT / "nina" / "deliver.py"
+DELIVER = ROOT / "nina" / "onhost" / "nina_deliver.py"
 
 
 def deliver(root: Path, payload: dict[str, Any]) -> dict[str, Any]:
@@ -140,9 +140,9 @@ def test_create_command_installs_the_script_then_runs_it_once_cloud_init_is_done
 
 
 def test_the_installer_travels_in_the_command_not_in_user_data() -> None:
-    from cloudinit.render import cloud_config_text
+    from cloudinit import cloud_config_text
     from nina import config
-    from nina.evaluate import project_root, stack_config
+    from nina.offline.stack_files import project_root, stack_config
 
     raw, _, _ = stack_config(project_root(ROOT), "test")
     cfg = config.parse(raw)

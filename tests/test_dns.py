@@ -9,9 +9,9 @@ import re
 from typing import Any
 
 import yaml
-
 from conftest import ROOT, Preview, config_of, problems, raw_config, run_nina
-from nina import services
+
+from nina.plan import public as services
 
 RECORDSET = "openstack:dns/recordSet:RecordSet"
 

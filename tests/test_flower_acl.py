@@ -13,11 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from components import federation
 from conftest import Preview
-from nina import layout
 from test_flower_run import Processes, SuperLinkSite
+
+from nina.catalog import layout
+from nina.plan import flower
 
 FLEET, CONTROL, MONITORING = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 SOURCES = (FLEET, CONTROL, MONITORING)
@@ -41,13 +41,13 @@ def refused_by_proxy(site: SuperLinkSite, source: str, path: str, method: str = 
 def test_delivered_allow_lists_name_the_right_networks(previews: dict[str, Preview]) -> None:
     cfg = previews["test"].cfg
     fed = cfg.federations["test-fl"]
-    files = federation.acl_files(cfg, fed)
+    files = flower.acl_files(cfg, fed)
     acl = layout.SUPERLINK_ACL_DIR
     assert files[f"{acl}/fleet.conf"] == "allow 10.40.10.0/24;\nallow 192.168.99.0/24;\nallow 10.40.0.30;\ndeny all;\n"
     assert files[f"{acl}/control.conf"] == "allow 10.40.0.10;\nallow 203.101.224.0/20;\ndeny all;\n"
     assert files[f"{acl}/health.conf"] == "allow 10.40.0.10;\nallow 127.0.0.1;\ndeny all;\n"
     assert "deny" not in files[f"{acl}/runs.conf"]
-    archived = federation.acl_files(cfg, dataclasses.replace(fed, archived=True))
+    archived = flower.acl_files(cfg, dataclasses.replace(fed, archived=True))
     assert archived[f"{acl}/fleet.conf"] == "deny all;\n" and "deny all;" in archived[f"{acl}/runs.conf"]
     assert archived[f"{acl}/control.conf"] == files[f"{acl}/control.conf"]  # history stays readable
 
@@ -90,7 +90,7 @@ def test_path_acl_with_real_requests(materialized: dict[str, Preview], tmp_path:
 
         # Archiving the federation: nina-deliver writes the archived allow lists and reloads the proxy.
         cfg = preview.cfg
-        archived = federation.acl_files(cfg, dataclasses.replace(cfg.federations["test-fl"], archived=True))
+        archived = flower.acl_files(cfg, dataclasses.replace(cfg.federations["test-fl"], archived=True))
         staged = tmp_path / "archived-acl"
         staged.mkdir()
         for path, content in archived.items():

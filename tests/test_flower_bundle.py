@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import run_nina
-from nina import bundle, layout
+
+from nina import bundle
+from nina.catalog import layout
 
 # PEM private keys of any flavour (PKCS#8, EC, RSA, OpenSSH), and the base64 start of an OpenSSH private key.
 PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----|b3BlbnNzaC1rZXktdjE")
@@ -92,5 +93,7 @@ def test_bundle_refuses_nectar_organisations_and_offline_ca(tmp_path: Path) -> N
     assert not (tmp_path / "c").exists()
 
 
-def test_contributors_hook_is_open() -> None:
-    assert bundle.supernode_files in bundle.BUNDLE_CONTRIBUTORS and bundle.runtime_files in bundle.BUNDLE_CONTRIBUTORS
+def test_the_bundle_is_built_by_every_builder() -> None:
+    from nina.bundle import runtime, supernode, vpn
+
+    assert bundle.BUILDERS == (supernode.files, runtime.files, vpn.files)

@@ -13,7 +13,7 @@ from conftest import ROOT
 
 def deliver(root: Path, files: list[dict[str, object]]) -> dict[str, object]:
     payload = json.dumps({"dirs": [], "files": files, "hosts": ""})
-    run = subprocess.run([sys.executable, str(ROOT / "nina/deliver.py"), "--root", str(root)], input=payload, capture_output=True, text=True, check=False)
+    run = subprocess.run([sys.executable, str(ROOT / "nina" / "onhost" / "nina_deliver.py"), "--root", str(root)], input=payload, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     report: dict[str, object] = json.loads(run.stdout)
     return report

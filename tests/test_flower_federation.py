@@ -11,10 +11,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from components import federation
-from conftest import COMMAND, ROOT, Preview, config_of, nina_command, problems, raw_config
-from nina import layout
+from conftest import (
+    COMMAND,
+    ROOT,
+    Preview,
+    config_of,
+    nina_command,
+    problems,
+    raw_config,
+)
+
+from cloudinit import delivered_files, render_template
+from nina.catalog import layout
+from nina.catalog.roles import server_tls
 from nina.config import membership_fingerprint
+from nina.plan import flower
+
 
 def _evaluations(roots: list[Path]) -> list[dict[tuple[str, str], Any]]:
     """`nina preview --json --show-secrets` of the test stack in each project dir, concurrently (one evaluation per
@@ -88,11 +100,11 @@ def test_registration_commands_run_on_the_superlink_host_against_loopback(materi
         cmd = preview.named(COMMAND, f"register-test-fl-{sn}")
         inputs = cmd["inputs"]
         assert inputs["connection"]["host"] == "10.40.1.20"  # the superlink host, through the jump host
-        assert f"127.0.0.1:{federation.LOOPBACK_PORT}" in inputs["create"] and layout.CA_PEM in inputs["create"]
+        assert f"127.0.0.1:{flower.LOOPBACK_PORT}" in inputs["create"] and layout.CA_PEM in inputs["create"]
         assert "flwr supernode register" in inputs["create"] and "already in use" in inputs["create"]
         assert "flwr supernode unregister" in inputs["delete"]
         assert inputs["triggers"], "a new public key must re-register"
-    for script in (federation.register_command("ecdsa-sha2-nistp384 AAAA"), federation.unregister_command("ecdsa-sha2-nistp384 AAAA")):
+    for script in (flower.register_command("ecdsa-sha2-nistp384 AAAA"), flower.unregister_command("ecdsa-sha2-nistp384 AAAA")):
         check = subprocess.run(["shellcheck", "-s", "bash", "-"], input=script, capture_output=True, text=True, check=False)
         assert check.returncode == 0, check.stdout
 
@@ -113,8 +125,8 @@ def test_supernode_conf_quotes_strings_for_flower(previews: dict[str, Preview]) 
     cfg = previews["uat"].cfg
     fed = cfg.federations["uat-cardiac"]
     ob = next(sn for sn in fed.supernodes if sn.name == "ob-sn1")
-    assert federation.node_config(fed, ob) == 'partition-id=1 num-partitions=2 data-path="/media/data/cardiac"'
-    conf = federation.supernode_conf(cfg, fed, ob)
+    assert flower.node_config(fed, ob) == 'partition-id=1 num-partitions=2 data-path="/media/data/cardiac"'
+    conf = render_template("supernode/supernode.conf.j2", cfg, federation=fed.name, supernode=ob.name, ca_path=layout.CA_PEM)
     assert "SUPERLINK=superlink-uat-cardiac.uat.nina.internal:9092\n" in conf
     assert f"AUTH_SUPERNODE_PRIVATE_KEY={layout.supernode_key('ob-sn1')}\n" in conf and "ISOLATION=process\n" in conf
 
@@ -144,9 +156,8 @@ def test_archived_federation_stops_its_nectar_supernodes_and_runs() -> None:
     cfg = config_of("test")
     archived = dataclasses.replace(cfg.federations["test-fl"], archived=True)
     cfg2 = dataclasses.replace(cfg, federations={"test-fl": archived})
-    delivered = list(federation.deliverables(cfg2, cfg2.hosts["org-a-sn1"]))
-    assert delivered == []  # no supernode.conf: nina-deliver disables supernode@sn1/sn2
-    acl = {d.path: str(d.content) for d in federation.deliverables(cfg2, cfg2.hosts["superlink"])}
+    assert delivered_files(cfg2, cfg2.hosts["org-a-sn1"], "supernode") == []  # nina-deliver disables supernode@sn1/sn2
+    acl = flower.acl_files(cfg2, cfg2.federations["test-fl"])
     assert acl[f"{layout.SUPERLINK_ACL_DIR}/fleet.conf"] == "deny all;\n"
     assert "\ndeny all;" in acl[f"{layout.SUPERLINK_ACL_DIR}/runs.conf"]
 
@@ -159,17 +170,17 @@ def test_superlink_flags(previews: dict[str, Preview]) -> None:
     uat_files = {f["path"] for f in previews["uat"].hosts["superlink"].write_files}
     assert f"/etc/systemd/system/{layout.SUPEREXEC_UNIT}" in uat_files
     unit = previews["test"].hosts["superlink"].file("/etc/systemd/system/superlink.service")["content"]
-    for line in ("User=superlink", "Restart=always", f"ConditionPathExists={layout.SERVER_TLS['superlink'].cert}", "ProtectSystem=strict", "FLWR_TELEMETRY_ENABLED=0"):
+    for line in ("User=superlink", "Restart=always", f"ConditionPathExists={server_tls('superlink').cert}", "ProtectSystem=strict", "FLWR_TELEMETRY_ENABLED=0"):
         assert line in unit
 
 
 def test_simulation_federation() -> None:
     """A simulation federation: SuperLink with --simulation (Ray extra), no SuperNode auth, no Fleet API for anyone,
     and researchers get the number of simulated SuperNodes in their connection."""
-    from cloudinit.render import cloud_config
-    from nina.config import parse
-
     from conftest import encode
+
+    from cloudinit import cloud_config
+    from nina.config import parse
 
     raw = raw_config("test")
     raw["nina:hosts"]["sim"] = {"segment": "internal", "ip": "10.40.1.40", "flavor": "m3.large", "roles": ["superlink"], "volume_gb": 20}
@@ -179,8 +190,8 @@ def test_simulation_federation() -> None:
     conf = files["/etc/flwr/superlink/superlink.conf"]
     assert "SIMULATION=1\n" in conf and "SUPERNODE_AUTH=0\n" in conf
     assert '"flwr[simulation]==1.41.0"' in files["/usr/local/lib/nina/bootstrap/10-superlink.sh"]
-    acl = {d.path: d.content for d in federation.deliverables(cfg, cfg.hosts["sim"])}
+    acl = flower.acl_files(cfg, cfg.federations["sim-fl"])
     assert acl[f"{layout.SUPERLINK_ACL_DIR}/fleet.conf"] == "deny all;\n"
-    parsed = tomllib.loads(federation.config_toml(cfg))
+    parsed = tomllib.loads(flower.config_toml(cfg))
     assert parsed["superlink"]["sim-fl"]["options"] == {"num-supernodes": 5}
-    assert parsed["superlink"]["sim-fl"] == federation.connections(cfg)["sim-fl"]
+    assert parsed["superlink"]["sim-fl"] == flower.connections(cfg)["sim-fl"]

@@ -22,10 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import COMMAND, ROOT, Preview, free_port, wait_for
-from nina import layout
-from nina.ports import PORTS
+
+from nina.catalog import layout
+from nina.catalog.ports import PORTS
+from nina.catalog.roles import server_tls
 
 FLWR_VENV = Path(os.environ.get("NINA_FLWR_VENV", ROOT / ".venv-flwr"))
 PUBLIC_PORT = next(p.port for p in PORTS if p.name == "superlink")
@@ -51,7 +52,7 @@ def payload_of(preview: Preview, host: str) -> str:
 def install(preview: Preview, host: str, root: Path) -> None:
     """nina-deliver exactly as on the host, under ROOT."""
     run = subprocess.run(
-        [sys.executable, str(ROOT / "nina" / "deliver.py"), "--root", str(root)],
+        [sys.executable, str(ROOT / "nina" / "onhost" / "nina_deliver.py"), "--root", str(root)],
         input=payload_of(preview, host), capture_output=True, text=True, check=False,
     )
     assert run.returncode == 0, run.stderr
@@ -192,7 +193,7 @@ class SuperLinkSite:
         text = text.replace(f"listen {PUBLIC_PORT} ssl;", f"listen 127.0.0.1:{self.public} ssl;")
         text = text.replace(f"127.0.0.1:{LOOPBACK_PORT}", f"127.0.0.1:{self.loopback}")
         text = text.replace(layout.SUPERLINK_ACL_DIR, str(acl_dir)).replace("/run/superlink-proxy", str(run))
-        for p in (layout.SERVER_TLS["superlink"].cert, layout.SERVER_TLS["superlink"].key, layout.CA_PEM):
+        for p in (server_tls("superlink").cert, server_tls("superlink").key, layout.CA_PEM):
             text = text.replace(p, self.path(p))
         assert not re.search(r"\s/(etc|run|var)/", text), "an absolute host path was not moved into the test"
         conf = self.root / "superlink-proxy.conf"

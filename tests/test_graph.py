@@ -12,8 +12,16 @@ import sys
 from typing import Any
 
 import pytest
-
-from conftest import INSTANCE, PORT, ROOT, STACKS, Preview, evaluate_raw, raw_config, resource_id
+from conftest import (
+    INSTANCE,
+    PORT,
+    ROOT,
+    STACKS,
+    Preview,
+    evaluate_raw,
+    raw_config,
+    resource_id,
+)
 
 HOST = "nina:host:Host"
 PLATFORM = "nina:platform:Platform"

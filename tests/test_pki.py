@@ -15,22 +15,25 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import env_path, env_var_names
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.pki import expiry_warning
-from nina import layout, pki_spec
+from nina.catalog import layout
+from nina.catalog import pki as pki_spec
+from nina.catalog.roles import ROLES, server_tls
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "[secret]"
 
 _EVALUATE = """
 import json, sys
-from cloudinit.render import decode_user_data
-from nina.evaluate import evaluate
-from nina.mocks import mask
+from cloudinit import decode_user_data
+from nina.offline.evaluate import evaluate
+from nina.offline.mocks import mask
 ev = evaluate(sys.argv[1], materialize=True)
 json.dump({
     "masked": ev.as_json(False),
@@ -92,7 +95,7 @@ def test_every_server_certificate_chains_to_the_ca_and_matches_its_key(uat: dict
     checked = 0
     for host in ("ingress", "keycloak", "jupyterhub", "monitoring", "superlink", "vpn"):
         files = payload(uat["plain"], host)
-        for role, paths in layout.SERVER_TLS.items():
+        for role, paths in ((r.name, r.tls) for r in ROLES.values() if r.tls is not None):
             if paths.cert not in files:
                 continue
             leaf = tmp_path / f"{host}-{role}.pem"
@@ -120,7 +123,7 @@ def test_ca_is_a_long_lived_protected_ecdsa_ca(uat: dict[str, Any]) -> None:
 
 
 def test_superlink_certificate_names_what_supernodes_researchers_and_superexec_use(uat: dict[str, Any]) -> None:
-    c = cert(payload(uat["plain"], "superlink")[layout.SERVER_TLS["superlink"].cert]["content"])
+    c = cert(payload(uat["plain"], "superlink")[server_tls("superlink").cert]["content"])
     dns, ips = sans(c)
     assert {"superlink-uat-cardiac.uat.nina.internal", "superlink.uat.nina.internal", "localhost"} <= dns
     assert {"10.50.1.20", "127.0.0.1", "::1"} <= ips  # 127.0.0.1: flwr's SuperExec connects there (FLOWER.md)
@@ -134,7 +137,7 @@ def test_superlink_certificate_names_what_supernodes_researchers_and_superexec_u
 
 def test_service_certificates_carry_their_service_alias(uat: dict[str, Any]) -> None:
     for host, role, alias in (("keycloak", "iam", "keycloak"), ("jupyterhub", "notebook", "jupyterhub"), ("monitoring", "monitoring", "grafana")):
-        dns, _ = sans(cert(payload(uat["plain"], host)[layout.SERVER_TLS[role].cert]["content"]))
+        dns, _ = sans(cert(payload(uat["plain"], host)[server_tls(role).cert]["content"]))
         assert f"{alias}.uat.nina.internal" in dns and f"{host}.uat.nina.internal" in dns
 
 
@@ -174,14 +177,14 @@ def test_tls_crypt_key_is_an_openvpn_static_key(uat: dict[str, Any]) -> None:
 
 
 def test_service_env_files_hold_exactly_the_contracted_variables(uat: dict[str, Any]) -> None:
-    for host, service in (("keycloak", "keycloak"), ("jupyterhub", "jupyterhub"), ("monitoring", "grafana")):
-        env = payload(uat["plain"], host)[layout.SERVICE_ENV[service]]
+    for host, role in (("keycloak", "iam"), ("jupyterhub", "notebook"), ("monitoring", "monitoring")):
+        env = payload(uat["plain"], host)[env_path(role)]
         assert env["mode"] == "0600" and env["owner"] == "root:root"
         pairs = dict(line.split("=", 1) for line in env["content"].splitlines())
-        assert set(pairs) == set(layout.SERVICE_ENV_VARS[service])
+        assert set(pairs) == set(env_var_names(role))
         assert all(len(v) >= 5 for v in pairs.values()), pairs.keys()
-    keycloak = dict(line.split("=", 1) for line in payload(uat["plain"], "keycloak")[layout.SERVICE_ENV["keycloak"]]["content"].splitlines())
-    hub = dict(line.split("=", 1) for line in payload(uat["plain"], "jupyterhub")[layout.SERVICE_ENV["jupyterhub"]]["content"].splitlines())
+    keycloak = dict(line.split("=", 1) for line in payload(uat["plain"], "keycloak")[env_path("iam")]["content"].splitlines())
+    hub = dict(line.split("=", 1) for line in payload(uat["plain"], "jupyterhub")[env_path("notebook")]["content"].splitlines())
     # The OIDC client secret Keycloak's realm holds is the one JupyterHub presents.
     assert keycloak["NINA_JUPYTERHUB_CLIENT_SECRET"] == hub["OAUTH_CLIENT_SECRET"]
     assert keycloak["KC_DB_URL"].startswith("jdbc:postgresql://") and keycloak["KC_DB_URL"].endswith(":5432/keycloakdb_server")
@@ -224,7 +227,7 @@ def test_expiry_warning_names_the_certificate_within_the_window() -> None:
 
 def test_preview_warns_for_each_certificate_close_to_expiry() -> None:
     # With the warning window wider than a leaf's life every leaf must be reported, and the CA must not.
-    data = evaluate_materialized("test", prelude="import nina.pki_spec as s; s.EXPIRY_WARNING_DAYS = 400\n")
+    data = evaluate_materialized("test", prelude="import nina.catalog.pki as s; s.EXPIRY_WARNING_DAYS = 400\n")
     expiring = sorted(w.split()[1] for w in data["warnings"] if w.startswith("certificate "))
     leaves = sorted(resources(data["plain"], "tls:index/locallySignedCert:LocallySignedCert"))
     assert expiring == leaves and "ca" not in expiring

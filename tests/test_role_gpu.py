@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from nina import scrape
-from nina.ports import PORTS
-from nina.roles import ROLES
+from nina.catalog.ports import PORTS
+from nina.catalog.roles import ROLES
+from nina.plan import scrape
 from tests.conftest import BOOTSTRAP, Preview, role_files
 
 PORT = {p.name: p for p in PORTS}

@@ -2,7 +2,7 @@
 
 Keycloak itself cannot run here (no download), so the files are judged by what reads them: the realm JSON by a JSON
 parser after Keycloak-style `${VAR}` substitution, keycloak.conf against the contract with nginx, the port table
-and nina/layout.py, the unit by `systemd-analyze verify`, the bootstrap by shellcheck.
+and the role table (nina/catalog/roles.py), the unit by `systemd-analyze verify`, the bootstrap by shellcheck.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from nina import layout
-from nina.ports import PORTS
-from nina.roles import SYSTEM_GROUP
-from tests.conftest import BOOTSTRAP, Preview, role_files
+from nina.catalog.ports import PORTS
+from nina.catalog.roles import SYSTEM_GROUP, server_tls
+from tests.conftest import BOOTSTRAP, Preview, env_path, env_var_names, role_files
 
 CONF = "/opt/keycloak/conf/keycloak.conf"
 REALM = "/opt/keycloak/data/import/nina-realm.json"
@@ -46,7 +45,7 @@ def unit_values(text: str, key: str) -> list[str]:
 def realm(preview: Preview, values: dict[str, str] | None = None) -> dict[str, Any]:
     """The realm as Keycloak reads it: ${VAR} replaced textually from its environment, then JSON."""
     text = iam_files(preview)[REALM]
-    env = values or {v: f"value-of-{v}" for v in layout.SERVICE_ENV_VARS["keycloak"]}
+    env = values or {v: f"value-of-{v}" for v in env_var_names("iam")}
     substituted = PLACEHOLDER.sub(lambda m: env[m.group(1)], text)
     parsed: dict[str, Any] = json.loads(substituted)
     return parsed
@@ -64,11 +63,11 @@ def test_keycloak_conf(preview: Preview) -> None:
     assert conf["https-port"] == str(PORT["keycloak"].port)
     assert conf["http-enabled"] == "false"
     assert conf["health-enabled"] == conf["metrics-enabled"] == "true"
-    assert conf["https-certificate-file"] == layout.SERVER_TLS["iam"].cert
-    assert conf["https-certificate-key-file"] == layout.SERVER_TLS["iam"].key
+    assert conf["https-certificate-file"] == server_tls("iam").cert
+    assert conf["https-certificate-key-file"] == server_tls("iam").key
     # Credentials come from the delivered env file (KC_DB_*), never from this file.
     assert not {"db-url", "db-username", "db-password"} & set(conf)
-    assert {"KC_DB_URL", "KC_DB_USERNAME", "KC_DB_PASSWORD"} <= set(layout.SERVICE_ENV_VARS["keycloak"])
+    assert {"KC_DB_URL", "KC_DB_USERNAME", "KC_DB_PASSWORD"} <= set(env_var_names("iam"))
 
 
 def test_realm_clients(preview: Preview) -> None:
@@ -102,7 +101,7 @@ def test_realm_placeholders_are_the_env_file_contract(preview: Preview) -> None:
     text = iam_files(preview)[REALM]
     used = set(PLACEHOLDER.findall(text))
     assert used == {"NINA_JUPYTERHUB_CLIENT_SECRET", "NINA_GRAFANA_CLIENT_SECRET"}
-    assert used <= set(layout.SERVICE_ENV_VARS["keycloak"])
+    assert used <= set(env_var_names("iam"))
     # The raw file is valid JSON too (placeholders sit inside strings), and no secret value is in it.
     raw = json.loads(text)
     assert all(c["secret"].startswith("${") for c in raw["clients"])
@@ -111,7 +110,7 @@ def test_realm_placeholders_are_the_env_file_contract(preview: Preview) -> None:
 def test_realm_substitution_breaks_on_json_special_characters(preview: Preview) -> None:
     """Keycloak substitutes before parsing: a client secret with a quote would break the import, so the
     delivery must generate secrets without JSON-special characters. This shows why (the check can fail)."""
-    env = {v: "abc" for v in layout.SERVICE_ENV_VARS["keycloak"]}
+    env = {v: "abc" for v in env_var_names("iam")}
     env["NINA_GRAFANA_CLIENT_SECRET"] = 'a"b'
     with pytest.raises(json.JSONDecodeError):
         realm(preview, env)
@@ -119,9 +118,9 @@ def test_realm_substitution_breaks_on_json_special_characters(preview: Preview) 
 
 def test_unit_reads_the_delivered_files(preview: Preview) -> None:
     unit = iam_files(preview)[UNIT]
-    tls = layout.SERVER_TLS["iam"]
-    assert set(unit_values(unit, "ConditionPathExists")) == {tls.cert, tls.key, layout.SERVICE_ENV["keycloak"]}
-    assert unit_values(unit, "EnvironmentFile") == [layout.SERVICE_ENV["keycloak"]]
+    tls = server_tls("iam")
+    assert set(unit_values(unit, "ConditionPathExists")) == {tls.cert, tls.key, env_path("iam")}
+    assert unit_values(unit, "EnvironmentFile") == [env_path("iam")]
     assert unit_values(unit, "User") == ["keycloak"] and unit_values(unit, "Group") == [SYSTEM_GROUP]
     assert tls.owner == f"keycloak:{SYSTEM_GROUP}" and "keycloak.service" in tls.units
     (exec_start,) = unit_values(unit, "ExecStart")
@@ -145,7 +144,7 @@ def test_bootstrap_pins_and_verifies_the_release(preview: Preview) -> None:
     assert 'https://github.com/keycloak/keycloak/releases/download/$version/keycloak-$version.tar.gz' in script
     # Our keycloak.conf (written by cloud-init before the bootstrap) must survive the extraction.
     assert "--exclude='*/conf/keycloak.conf'" in script
-    assert f"ensure_dir {layout.SERVER_TLS['iam'].cert.rsplit('/', 1)[0]} keycloak {SYSTEM_GROUP} 0750" in script
+    assert f"ensure_dir {server_tls('iam').cert.rsplit('/', 1)[0]} keycloak {SYSTEM_GROUP} 0750" in script
     assert script.index("kc.sh\" build") < script.index("enable_unit keycloak.service")
 
 

@@ -7,8 +7,8 @@ shellcheck on the bootstrap. The rendered files come from `nina preview --out` (
 
 from __future__ import annotations
 
-import http.client
 import datetime
+import http.client
 import http.server
 import ipaddress
 import json
@@ -30,9 +30,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from nina import layout, names
-from nina.ports import PORTS
-from nina.services import PUBLIC_SERVICES, public_name, upstream
+from nina.catalog import layout
+from nina.catalog.ports import PORTS
+from nina.catalog.roles import WEB_ROLES as PUBLIC_SERVICES
+from nina.plan import names
+from nina.plan.public import public_name, upstream
 from tests.conftest import BOOTSTRAP, Preview, role_files
 
 CONF = "/etc/nginx/conf.d/nina.conf"
@@ -125,11 +127,11 @@ def https_server(conf: Directive, name: str) -> Directive:
 
 
 def test_public_table_matches_platform_outputs(preview: Preview) -> None:
-    """The stack's public_urls output names the services nina/services.py lists."""
+    """The stack's public_urls output names the web roles of the role table."""
     urls = preview.data["outputs"]["public_urls"]
-    assert {s.public for s in PUBLIC_SERVICES} == set(urls)
+    assert {s.public.label for s in PUBLIC_SERVICES} == set(urls)
     for s in PUBLIC_SERVICES:
-        assert urls[s.public] == f"https://{public_name(preview.cfg, s)}/"
+        assert urls[s.public.label] == f"https://{public_name(preview.cfg, s)}/"
 
 
 def test_each_public_name_proxies_to_its_internal_service(preview: Preview) -> None:

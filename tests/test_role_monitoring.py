@@ -1,5 +1,5 @@
 """The monitoring fragment (manual §5): Prometheus, Alertmanager and the blackbox exporter on loopback, Grafana on
-HTTPS with Keycloak login, and what the SSH delivery adds (nina/scrape.py, nina/alerts.py).
+HTTPS with Keycloak login, and what the SSH delivery adds (nina/plan/scrape.py, nina/plan/alerts.py).
 
 Judged by the real tools: `promtool check config` on the rendered prometheus.yml with the delivered targets and
 rules beside it, `amtool check-config` on alertmanager.yml, `prometheus-blackbox-exporter --config.check`,
@@ -22,11 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
-from nina import alerts, layout, names, scrape
+from nina.catalog import alerts as alert_table
+from nina.catalog import layout
+from nina.catalog.ports import PORTS
+from nina.catalog.roles import ROLES, server_tls
 from nina.config import Monitoring, StackConfig
-from nina.ports import PORTS
-from nina.roles import ROLES
-from tests.conftest import BOOTSTRAP, Preview, role_files
+from nina.plan import alerts, names, scrape
+from tests.conftest import BOOTSTRAP, Preview, env_path, env_var_names, role_files
 
 PORT = {p.name: p for p in PORTS}
 PROMETHEUS_YML = "/etc/prometheus/prometheus.yml"
@@ -124,12 +126,12 @@ def test_nothing_secret_in_the_fragment(stack: Preview) -> None:
 def _prometheus_dir(preview: Preview, tmp_path: Path) -> Path:
     """prometheus.yml as rendered, beside the delivered files, paths moved into tmp_path."""
     text = monitoring_files(preview)[PROMETHEUS_YML]
-    text = text.replace(layout.PROMETHEUS_TARGETS_DIR, str(tmp_path / "targets")).replace(alerts.RULES_DIR, str(tmp_path / "rules"))
+    text = text.replace(layout.PROMETHEUS_TARGETS_DIR, str(tmp_path / "targets")).replace(layout.RULES_DIR, str(tmp_path / "rules"))
     (tmp_path / "targets").mkdir()
     (tmp_path / "rules").mkdir()
     for name, content in scrape.target_files(preview.cfg).items():
         (tmp_path / "targets" / name).write_text(content)
-    (tmp_path / "rules" / Path(alerts.RULES_PATH).name).write_text(alerts.rules_yaml())
+    (tmp_path / "rules" / Path(layout.RULES_PATH).name).write_text(alerts.rules_yaml())
     (tmp_path / "prometheus.yml").write_text(text)
     return tmp_path
 
@@ -140,7 +142,7 @@ def test_promtool_accepts_prometheus_yml_with_the_delivered_targets_and_rules(st
     result = run(promtool, "check", "config", "prometheus.yml", cwd=work)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 1 rule files found" in result.stdout
-    assert f"SUCCESS: {len(alerts.RULES)} rules found" in result.stdout
+    assert f"SUCCESS: {len(alert_table.RULES)} rules found" in result.stdout
 
 
 def test_promtool_rejects_a_broken_target_file(stack: Preview, tmp_path: Path) -> None:
@@ -154,8 +156,8 @@ def test_promtool_rejects_a_broken_target_file(stack: Preview, tmp_path: Path) -
 
 def test_prometheus_jobs_read_the_files_scrape_writes(stack: Preview) -> None:
     config = yaml.safe_load(monitoring_files(stack)[PROMETHEUS_YML])
-    assert config["rule_files"] == [f"{alerts.RULES_DIR}/*.yml"]
-    assert Path(alerts.RULES_PATH).parent == Path(alerts.RULES_DIR)
+    assert config["rule_files"] == [f"{layout.RULES_DIR}/*.yml"]
+    assert Path(layout.RULES_PATH).parent == Path(layout.RULES_DIR)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     for job, name in scrape.JOB_FILES.items():
         assert jobs[job]["file_sd_configs"] == [{"files": [f"{layout.PROMETHEUS_TARGETS_DIR}/{name}"]}], job
@@ -266,9 +268,9 @@ def test_monitoring_files_for_the_delivery(previews: dict[str, Preview]) -> None
     assert {p for p in files if p.startswith(layout.PROMETHEUS_TARGETS_DIR + "/")} == {
         f"{layout.PROMETHEUS_TARGETS_DIR}/{n}" for n in scrape.JOB_FILES.values()
     }
-    assert files[alerts.RULES_PATH] == (alerts.rules_yaml(), ("reload:prometheus.service",))
-    assert files[alerts.ALERTMANAGER_PATH][1] == ("reload:prometheus-alertmanager.service",)
-    assert alerts.DASHBOARD_PATH in files
+    assert files[layout.RULES_PATH] == (alerts.rules_yaml(), ("reload:prometheus.service",))
+    assert files[layout.ALERTMANAGER_PATH][1] == ("reload:prometheus-alertmanager.service",)
+    assert layout.DASHBOARD_PATH in files
 
 
 # ---------------------------------------------------------------------------------------------------- Alertmanager
@@ -296,7 +298,7 @@ def test_alerts_mail_operations_by_severity(stack: Preview, tmp_path: Path) -> N
     assert routes['severity="low"']["repeat_interval"] == "24h"
     # amtool routes every severity of the table somewhere, and the ladders' inhibition uses labels rules carry
     (tmp_path / "alertmanager.yml").write_text(alerts.alertmanager_yaml(stack.cfg))
-    for severity in alerts.SEVERITIES:
+    for severity in alert_table.SEVERITIES:
         result = run(tool("amtool"), "config", "routes", "test", f"--config.file={tmp_path / 'alertmanager.yml'}", f"severity={severity}")
         assert result.returncode == 0 and result.stdout.strip() == "ops", result.stdout + result.stderr
 
@@ -311,7 +313,7 @@ def test_mail_settings_follow_a_monitoring_config_key(previews: dict[str, Previe
         "smtp_smarthost": "smtp.qcif.edu.au:587",
         "smtp_from": "nina@qcif.edu.au",
         "smtp_auth_username": "nina",
-        "smtp_auth_password_file": alerts.SMTP_PASSWORD_PATH,
+        "smtp_auth_password_file": layout.SMTP_PASSWORD_PATH,
     }
     assert [c["to"] for c in document["receivers"][0]["email_configs"]] == ["ops@qcif.edu.au", "oncall@qcif.edu.au"]
     result = _amtool_check(alerts.alertmanager_yaml(cfg), tmp_path)
@@ -332,8 +334,8 @@ def test_grafana_serves_https_with_the_delivered_certificate(stack: Preview) -> 
     public = stack.cfg.dns.public_domain
     assert server["protocol"] == "https"
     assert server["http_port"] == str(PORT["grafana"].port)
-    assert server["cert_file"] == layout.SERVER_TLS["monitoring"].cert
-    assert server["cert_key"] == layout.SERVER_TLS["monitoring"].key
+    assert server["cert_file"] == server_tls("monitoring").cert
+    assert server["cert_key"] == server_tls("monitoring").key
     assert server["root_url"] == f"https://grafana.{public}/"
     assert server["domain"] == f"grafana.{public}"
     assert grafana_ini(stack)["security"]["cookie_secure"] == "true"
@@ -361,7 +363,7 @@ def test_every_delivered_grafana_variable_maps_onto_grafana_ini(stack: Preview) 
     has anyway), and grafana.ini does not set the key itself."""
     ini = grafana_ini(stack)
     sections = {s.upper().replace(".", "_"): s for s in ini.sections()}
-    for var in layout.SERVICE_ENV_VARS["grafana"]:
+    for var in env_var_names("monitoring"):
         body = var.removeprefix("GF_")
         (section,) = [s for s in sections if body.startswith(s + "_")]
         key = body.removeprefix(section + "_").lower()
@@ -371,9 +373,9 @@ def test_every_delivered_grafana_variable_maps_onto_grafana_ini(stack: Preview) 
 def test_grafana_waits_for_its_delivered_files(stack: Preview) -> None:
     dropin = monitoring_files(stack)[GRAFANA_DROPIN]
     conditions = {line.split("=", 1)[1] for line in dropin.splitlines() if line.startswith("ConditionPathExists=")}
-    tls = layout.SERVER_TLS["monitoring"]
-    assert conditions == {layout.SERVICE_ENV["grafana"], tls.cert, tls.key}
-    assert f"EnvironmentFile={layout.SERVICE_ENV['grafana']}" in dropin
+    tls = server_tls("monitoring")
+    assert conditions == {env_path("monitoring"), tls.cert, tls.key}
+    assert f"EnvironmentFile={env_path('monitoring')}" in dropin
     assert "grafana-server.service" in tls.units and "grafana-server.service" in ROLES["monitoring"].units
 
 
@@ -383,7 +385,7 @@ def test_grafana_provisioning(stack: Preview) -> None:
     assert sources["Prometheus"]["url"] == f"http://127.0.0.1:{PORT['prometheus'].port}" and sources["Prometheus"]["isDefault"]
     assert sources["Alertmanager"]["url"] == f"http://127.0.0.1:{PORT['alertmanager'].port}"
     (provider,) = yaml.safe_load(files[DASHBOARDS])["providers"]
-    assert provider["type"] == "file" and provider["options"]["path"] == str(Path(alerts.DASHBOARD_PATH).parent)
+    assert provider["type"] == "file" and provider["options"]["path"] == str(Path(layout.DASHBOARD_PATH).parent)
 
 
 def test_dashboard_queries_parse(stack: Preview, tmp_path: Path) -> None:
@@ -448,9 +450,9 @@ def test_bootstrap_installs_grafana_from_its_signed_repository(stack: Preview) -
         "https://apt.grafana.com stable main",
     ]
     assert f"ensure_dir {layout.PROMETHEUS_TARGETS_DIR} root root 0755" in script
-    assert f"ensure_dir {alerts.RULES_DIR} root root 0755" in script
-    assert f"ensure_dir {Path(layout.SERVER_TLS['monitoring'].cert).parent} root grafana 0750" in script
-    assert f"ensure_dir {Path(alerts.DASHBOARD_PATH).parent} root grafana 0750" in script
+    assert f"ensure_dir {layout.RULES_DIR} root root 0755" in script
+    assert f"ensure_dir {Path(server_tls('monitoring').cert).parent} root grafana 0750" in script
+    assert f"ensure_dir {Path(layout.DASHBOARD_PATH).parent} root grafana 0750" in script
     for unit in ROLES["monitoring"].units + ("prometheus-alertmanager.service", "prometheus-blackbox-exporter.service"):
         assert unit in script.split("enable_unit", 1)[1].splitlines()[0], unit
 

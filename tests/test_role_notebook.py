@@ -2,7 +2,7 @@
 
 jupyterhub_config.py is compiled and executed against a recording `c` (the way JupyterHub's loader runs it), its
 hooks are called, and the values are checked against the realm the iam fragment imports, the port table and
-nina/layout.py. With a JupyterHub environment at hand (NINA_JUPYTERHUB_VENV or .venv-jupyterhub, built with the
+the role table (nina/catalog/roles.py). With a JupyterHub environment at hand (NINA_JUPYTERHUB_VENV or .venv-jupyterhub, built with the
 bootstrap's pins) every setting is also checked to be a real trait. The container guard is loaded by nft in a
 network namespace and probed from a second one; units go through `systemd-analyze verify`, the bootstrap through
 shellcheck.
@@ -26,10 +26,11 @@ from typing import Any
 
 import pytest
 
-from nina import layout, names
-from nina.ports import PORTS
-from nina.roles import ROLES, SYSTEM_GROUP
-from tests.conftest import BOOTSTRAP, ROOT, Preview, role_files
+from nina.catalog import layout
+from nina.catalog.ports import PORTS
+from nina.catalog.roles import ROLES, SYSTEM_GROUP, server_tls
+from nina.plan import names
+from tests.conftest import BOOTSTRAP, ROOT, Preview, env_path, env_var_names, role_files
 
 CONFIG = "/etc/jupyterhub/config/jupyterhub_config.py"
 GUARD = "/etc/jupyterhub/container-guard.nft"
@@ -95,7 +96,7 @@ def test_hub_listens_with_the_delivered_certificate(preview: Preview) -> None:
     c, _ = load_config(preview)
     hub = c.JupyterHub
     assert hub.bind_url == f"https://0.0.0.0:{PORT['jupyterhub'].port}"
-    assert (hub.ssl_cert, hub.ssl_key) == (layout.SERVER_TLS["notebook"].cert, layout.SERVER_TLS["notebook"].key)
+    assert (hub.ssl_cert, hub.ssl_key) == (server_tls("notebook").cert, server_tls("notebook").key)
     assert hub.cookie_secret_file.startswith(STATE + "/") and hub.db_url == f"sqlite:///{STATE}/jupyterhub.sqlite"
     assert c.ConfigurableHTTPProxy.command == ["/usr/local/bin/configurable-http-proxy"]
 
@@ -115,7 +116,7 @@ def test_login_through_keycloak(preview: Preview) -> None:
     assert "notebook" in PORT["keycloak"].sources
     assert oauth.manage_groups is True and oauth.enable_auth_state is True
     assert "client_secret" not in oauth, "the secret comes from $OAUTH_CLIENT_SECRET"
-    assert "OAUTH_CLIENT_SECRET" in layout.SERVICE_ENV_VARS["jupyterhub"]
+    assert "OAUTH_CLIENT_SECRET" in env_var_names("notebook")
 
 
 def test_config_matches_the_realm(preview: Preview) -> None:
@@ -241,9 +242,9 @@ def test_every_setting_is_a_real_trait(preview: Preview, tmp_path: Path) -> None
 
 def test_unit_reads_the_delivered_files_and_gets_the_socket(preview: Preview) -> None:
     unit = notebook_files(preview)[UNIT]
-    tls = layout.SERVER_TLS["notebook"]
-    assert set(unit_values(unit, "ConditionPathExists")) == {tls.cert, tls.key, layout.CA_PEM, layout.SERVICE_ENV["jupyterhub"]}
-    assert unit_values(unit, "EnvironmentFile") == [layout.SERVICE_ENV["jupyterhub"]]
+    tls = server_tls("notebook")
+    assert set(unit_values(unit, "ConditionPathExists")) == {tls.cert, tls.key, layout.CA_PEM, env_path("notebook")}
+    assert unit_values(unit, "EnvironmentFile") == [env_path("notebook")]
     assert unit_values(unit, "User") == ["jupyterhub"] and unit_values(unit, "Group") == [SYSTEM_GROUP]
     assert tls.owner == f"jupyterhub:{SYSTEM_GROUP}" and "jupyterhub.service" in tls.units
     assert unit_values(unit, "SupplementaryGroups") == ["docker users"]

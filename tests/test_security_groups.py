@@ -1,6 +1,6 @@
-"""The security groups the program registers are exactly the port table (nina/ports.py), and nothing more.
+"""The security groups the program registers are exactly the port table (nina/catalog/ports.py), and nothing more.
 
-The expected rules are rebuilt here from the table and the stack's config, independently of `nina.firewall`, and
+The expected rules are rebuilt here from the table and the stack's config, independently of `nina.plan.firewall`, and
 compared with the SecGroupRule resources of each stack's preview. Rules are identified by the placeholder ids the
 mocks give their SecGroups, so a rule that points at the wrong group (or at no group) shows up.
 """
@@ -10,12 +10,29 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from conftest import (
+    PORT,
+    SECGROUP,
+    SECGROUP_RULE,
+    Preview,
+    encode,
+    problems,
+    raw_config,
+    resource_id,
+)
 
-from conftest import PORT, SECGROUP, SECGROUP_RULE, Preview, encode, problems, raw_config, resource_id
-from nina import firewall
+from nina.catalog.ports import (
+    ADMIN,
+    BASTION,
+    EVERY_HOST,
+    PORTS,
+    PUBLIC,
+    Port,
+    listeners,
+)
+from nina.catalog.roles import ROLES
 from nina.config import StackConfig, parse
-from nina.ports import ADMIN, BASTION, EVERY_HOST, PORTS, PUBLIC, Port, listeners
-from nina.roles import ROLES
+from nina.plan import firewall
 
 # Issue 2 point 4: the only ports open to the internet (SSH is open to the admin CIDRs only).
 PUBLIC_OPENINGS = {("ingress", "tcp", 443), ("vpn", "udp", 1194), ("vpn", "tcp", 443)}

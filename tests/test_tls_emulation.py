@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from nina.tls_emulation import TLS_TYPES, _hash_for_state, emulate
+from nina.offline.tls_emulation import TLS_TYPES, emulate, hash_for_state
 
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
@@ -43,7 +43,7 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 def assert_provider_id(value: str, der: bytes) -> None:
     """The provider's ids hash strings.TrimSpace(der); random DER rarely ends in a space byte, and when it does the
-    trimming is what test_hash_for_state_trims_like_go covers, so only the common case is checked here."""
+    trimming is what testhash_for_state_trims_like_go covers, so only the common case is checked here."""
     if not der.decode("utf-8", "replace")[-1].isspace():
         assert value == hashlib.sha1(der).hexdigest()
 
@@ -278,9 +278,9 @@ def test_default_curve_p224_has_no_openssh_forms() -> None:
         (b"\x30\x03ab\x1f", b"\x30\x03ab\x1f"),  # Python counts U+001F as space, Go does not
     ],
 )
-def test_hash_for_state_trims_like_go(data: bytes, hashed: bytes) -> None:
+def testhash_for_state_trims_like_go(data: bytes, hashed: bytes) -> None:
     """Ids are sha1(strings.TrimSpace(der)) in the provider, binary DER included."""
-    assert _hash_for_state(data) == hashlib.sha1(hashed).hexdigest()
+    assert hash_for_state(data) == hashlib.sha1(hashed).hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The VPN part of `nina bundle` (issue 5): the uat on-premises organisation gets a client config that the
-tunnel test proves working (same nina.openvpn.site_files), a certificate from its CSR, and no private key."""
+tunnel test proves working (same nina.plan.openvpn.site_files), a certificate from its CSR, and no private key."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from nina import openvpn
+from nina.bundle import vpn
+from nina.bundle.context import SiteContext, organisation_supernodes
 from nina.config import parse
-from nina.evaluate import stack_config
+from nina.offline.stack_files import stack_config
+from nina.plan import openvpn
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = openvpn.CLIENT_DIR.lstrip("/")
@@ -61,12 +62,12 @@ def test_real_outputs_give_the_floating_ip_and_omit_placeholders() -> None:
     raw, _, _ = stack_config(ROOT, "uat")
     cfg = parse({**raw, "nina:ssh_private_key": "x"})
     outputs = {"vpn": {"uat-cardiac": {"server": "203.0.113.9", "tls_crypt_key": "[computed: random]", "clients": {"metro-north": {"cert_pem": "-----BEGIN CERTIFICATE-----\n"}}}}}
-    ctx = SimpleNamespace(cfg=cfg, org=cfg.organisations["metro-north"], ca_pem="-----BEGIN CERTIFICATE-----\nCA\n", outputs=outputs)
-    files = openvpn.bundle_files(ctx)
+    ctx = SiteContext(cfg, cfg.organisations["metro-north"], organisation_supernodes(cfg, "metro-north"), "-----BEGIN CERTIFICATE-----\nCA\n", outputs)
+    files = vpn.files(ctx)
     assert set(files) == {f"{CLIENT}/client.conf", f"{CLIENT}/ca.crt", f"{CLIENT}/client.crt"}  # no placeholder key file
     assert "remote 203.0.113.9 1194 udp\n" in files[f"{CLIENT}/client.conf"][0]
-    ctx.org = cfg.organisations["org-b"]  # Nectar-hosted: no VPN
-    assert openvpn.bundle_files(ctx) == {}
+    nectar = SiteContext(cfg, cfg.organisations["org-b"], organisation_supernodes(cfg, "org-b"), ctx.ca_pem, outputs)
+    assert vpn.files(nectar) == {}  # Nectar-hosted: no VPN
 
 
 def test_bundle_from_the_deployed_stacks_outputs(tmp_path: Path) -> None:

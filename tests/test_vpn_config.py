@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from cloudinit.render import cloud_config
-from nina import layout, names, openvpn
+from cloudinit import cloud_config
+from nina.catalog import layout
+from nina.catalog.ports import PORTS
+from nina.catalog.roles import server_tls
 from nina.config import Federation, StackConfig, parse
-from nina.ports import PORTS
+from nina.plan import names, openvpn
 from tests.conftest import STACKS, config_of, encode, problems, raw_config
 
 
@@ -56,7 +58,7 @@ def test_server_config_per_instance(index: int) -> None:
         assert d["client-config-dir"] == [inst.ccd_dir] and "ccd-exclusive" in d
         assert d["crl-verify"] == [f"{layout.OPENVPN_CRL_DIR} dir"]
         assert d["ca"] == [layout.CA_TRUST_PATH] and d["tls-crypt"] == [layout.OPENVPN_TLS_CRYPT]
-        assert d["cert"] == [layout.SERVER_TLS["vpn"].cert] and d["key"] == [layout.SERVER_TLS["vpn"].key]
+        assert d["cert"] == [server_tls("vpn").cert] and d["key"] == [server_tls("vpn").key]
         assert d["dh"] == ["none"] and d["remote-cert-tls"] == ["client"] and d["tls-version-min"] == ["1.2"]
         assert d["data-ciphers"] == [":".join(openvpn.DATA_CIPHERS)]
         assert d["user"] == ["nobody"] and d["group"] == ["nogroup"] and "persist-key" in d and "persist-tun" in d
@@ -73,7 +75,7 @@ def test_two_instances_split_the_range_and_match_the_unit_names() -> None:
         assert (udp.proto, tcp.proto) == ("udp", "tcp")
         assert not udp.network.overlaps(tcp.network)
         assert {udp.network, tcp.network} == set(fed.vpn_client_range.subnets(prefixlen_diff=1))  # type: ignore[union-attr]
-        assert (udp.unit, tcp.unit) == layout.OPENVPN_SERVER_UNITS == layout.SERVER_TLS["vpn"].units
+        assert (udp.unit, tcp.unit) == layout.OPENVPN_SERVER_UNITS == server_tls("vpn").units
         bootstrap = next(c for p, c in files.items() if p.endswith("-vpn.sh"))
         for unit in layout.OPENVPN_SERVER_UNITS:
             assert f"enable_unit {unit}" in bootstrap
@@ -82,7 +84,7 @@ def test_two_instances_split_the_range_and_match_the_unit_names() -> None:
 def test_servers_wait_for_delivered_material_and_forwarding_rules() -> None:
     for _, _, files in vpn_hosts():
         dropin = files["/etc/systemd/system/openvpn-server@.service.d/10-nina.conf"]
-        for path in (layout.CA_TRUST_PATH, layout.SERVER_TLS["vpn"].key, layout.OPENVPN_TLS_CRYPT):
+        for path in (layout.CA_TRUST_PATH, server_tls("vpn").key, layout.OPENVPN_TLS_CRYPT):
             assert f"ConditionPathExists={path}" in dropin
         assert "After=nina-vpn-forward.service" in dropin
         assert re.search(r"^net\.ipv4\.ip_forward\s*=\s*1$", files["/etc/sysctl.d/60-nina-vpn.conf"], re.M)

@@ -27,15 +27,15 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import wait_for
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import wait_for
-from nina import openvpn
 from nina.config import StackConfig, parse
-from nina.evaluate import stack_config
+from nina.offline.stack_files import stack_config
+from nina.plan import openvpn
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK, FED, ORG, VPN_HOST = "uat", "uat-cardiac", "metro-north", "vpn"
@@ -259,7 +259,7 @@ def lab() -> Iterator[Lab]:
         data = _preview(project, tmp / "out")
         payload = json.loads(_resource(data, "command:remote:Command", f"deliver-{VPN_HOST}")["inputs"]["stdin"])
         root = tmp / "root"
-        subprocess.run([sys.executable, "-I", str(ROOT / "nina" / "deliver.py"), "--root", str(root)], input=json.dumps(payload), text=True, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-I", str(ROOT / "nina" / "onhost" / "nina_deliver.py"), "--root", str(root)], input=json.dumps(payload), text=True, check=True, capture_output=True)
         files = {f["path"]: f["content"] for f in payload["files"]}
         # The CA key as the program hands it to pulumi-tls (the test signs extra certificates an attacker might hold).
         ca_key_pem = _resource(data, "tls:index/locallySignedCert:LocallySignedCert", f"vpn-{FED}-{ORG}")["inputs"]["caPrivateKeyPem"]
@@ -325,7 +325,7 @@ def test_site_reaches_the_servers_tunnel_address(connected: tuple[Lab, Path]) ->
 def test_site_gets_its_fixed_address(connected: tuple[Lab, Path]) -> None:
     lab, _ = connected
     udp = openvpn.instances(lab.fed)[0]
-    offset = openvpn.client_offsets(lab.fed, openvpn.clients(lab.cfg, lab.fed))[ORG]
+    offset = openvpn.client_offsets(lab.fed, lab.cfg.vpn_clients(lab.fed))[ORG]
     addresses = in_ns(lab.client_ns, "ip", "-4", "-o", "addr", "show").stdout
     assert f"{udp.address(offset)}/{udp.network.prefixlen}" in addresses, addresses
 
@@ -435,7 +435,7 @@ def routed(connected: tuple[Lab, Path]) -> Routed:
 
 def test_site_reaches_the_superlink_with_its_own_address(routed: Routed) -> None:
     lab = routed.lab
-    offset = openvpn.client_offsets(lab.fed, openvpn.clients(lab.cfg, lab.fed))[ORG]
+    offset = openvpn.client_offsets(lab.fed, lab.cfg.vpn_clients(lab.fed))[ORG]
     site = openvpn.instances(lab.fed)[0].address(offset)
     assert connects(lab.client_ns, routed.superlink_ip, 9092)
     # Routed, not masqueraded: the SuperLink (and its security group) sees the organisation's fixed address.
@@ -470,7 +470,7 @@ def test_tcp_fallback_and_sites_cannot_reach_each_other(routed: Routed) -> None:
         wait_for(lambda: "Initialization Sequence Completed" in log.read_text() or proc.poll() is not None, "the TCP fallback", log.read_text)
         assert "Initialization Sequence Completed" in log.read_text(), log.read_text()
         udp, tcp = openvpn.instances(lab.fed)
-        offset = openvpn.client_offsets(lab.fed, openvpn.clients(lab.cfg, lab.fed))[ORG]
+        offset = openvpn.client_offsets(lab.fed, lab.cfg.vpn_clients(lab.fed))[ORG]
         assert f"{tcp.address(offset)}/{tcp.network.prefixlen}" in in_ns(ns, "ip", "-4", "-o", "addr", "show").stdout
         assert connects(ns, routed.superlink_ip, 9092)
         assert not pings(ns, str(udp.address(offset)))  # the first site, connected over UDP

@@ -1,0 +1,226 @@
+"""What each host receives over SSH after boot: the material that is secret or changes in operation.
+
+One producer per kind of material, each yielding `Deliverable`s for a host; `for_host` concatenates them in a fixed
+order (the payload's bytes, and so the plan, depend on it). Paths, owners and units come from the role table and
+nina/catalog/layout.py, which the cloud-init templates read too; pure text comes from nina/plan and the templated
+files from the fragments' `delivered` lists. Nothing here goes into user-data: components/delivery.py hands the list
+to nina-deliver on the host as a secret payload.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pulumi
+
+import cloudinit
+from components.database import ManagedPostgres
+from components.pki import Pki
+from components.secrets import Secrets
+from nina.catalog import layout
+from nina.catalog.databases import (
+    BACKUP_USER,
+    backup_unit,
+    credentials_env,
+    credentials_pgpass,
+)
+from nina.catalog.roles import (
+    ROLES,
+    SYSTEM_GROUP,
+    DatabaseAddress,
+    DatabasePassword,
+    FromCredential,
+    Literal,
+    Source,
+    env_variables,
+)
+from nina.config import NAMESPACE, Host, StackConfig
+from nina.onhost import CHECK, program_source
+from nina.plan import backups, checklist, flower, openvpn, scrape
+
+
+@dataclass(frozen=True)
+class Deliverable:
+    path: str
+    content: pulumi.Input[str]
+    owner: str  # user:group
+    mode: str  # octal string
+    units: tuple[str, ...] = ()  # restarted when this file changes ("reload:<unit>" to reload)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Everything deliverables are made from."""
+
+    cfg: StackConfig
+    pki: Pki
+    secrets: Secrets
+    database: ManagedPostgres
+
+
+def _key_mode(owner: str) -> str:
+    # A key owned by its service user is private to it; a root-owned key is shared with the service's group, unless
+    # that group is root too (OpenVPN reads its key as root and warns about any group or other access).
+    return "0640" if owner.startswith("root:") and owner != "root:root" else "0600"
+
+
+def trust(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """The local CA for the system trust store (update-ca-certificates also links it at layout.CA_PEM)."""
+    units = tuple(u for role in host.roles if (tls := ROLES[role].tls) for u in tls.units)
+    yield Deliverable(layout.CA_TRUST_PATH, src.pki.ca_cert_pem, "root:root", "0644", units)
+
+
+def server_tls(src: Sources, host: Host) -> Iterable[Deliverable]:
+    for role in host.roles:
+        issued = src.pki.servers.get((host.name, role))
+        tls = ROLES[role].tls
+        if issued is None or issued.key_pem is None or tls is None:
+            continue
+        yield Deliverable(tls.cert, issued.cert_pem, tls.owner, "0644", tls.units)
+        yield Deliverable(tls.key, issued.key_pem, tls.owner, _key_mode(tls.owner), tls.units)
+
+
+def _value(src: Sources, source: Source) -> pulumi.Input[str]:
+    """Where one variable of a secrets file comes from (the role table's `env`)."""
+    db = src.database
+    if isinstance(source, Literal):
+        return source.value
+    if isinstance(source, FromCredential):
+        return src.secrets[source.name]
+    if isinstance(source, DatabaseAddress):
+        return db.address.apply(functools.partial(_format_address, source.template, db.port, source.database))
+    assert isinstance(source, DatabasePassword)
+    return db.password(source.database)
+
+
+def _format_address(template: str, port: int, database: str, address: str) -> str:
+    return template.format(address=address, port=port, database=database)
+
+
+def _env_file(values: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+    keys = sorted(values)
+    return pulumi.Output.all(*(values[k] for k in keys)).apply(lambda vs: "".join(f"{k}={v}\n" for k, v in zip(keys, vs)))
+
+
+def service_env(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Passwords and tokens as EnvironmentFile= files (read by systemd as root, so root-only), in table order."""
+    for role in ROLES.values():
+        if host.has(role.name) and role.env is not None:
+            values = {var.name: _value(src, var.source) for var in env_variables(role.env)}
+            yield Deliverable(role.env.path, pulumi.Output.secret(_env_file(values)), "root:root", "0600", (role.env.unit,))
+
+
+def flower_keys(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Generated SuperNode auth keys on the Nectar host that runs them; the SuperExec secret beside a SuperLink."""
+    for fed, sn in src.cfg.supernodes_on(host.name):
+        key = src.pki.supernode_keys.get((fed.name, sn.name))
+        if key is not None:
+            owner = f"supernode:{SYSTEM_GROUP}"
+            unit = (layout.supernode_unit(sn.name),)
+            yield Deliverable(layout.supernode_key(sn.name), pulumi.Output.secret(key.private_key_openssh), owner, "0600", unit)
+            yield Deliverable(layout.supernode_key(sn.name) + ".pub", key.public_key_openssh, owner, "0644", ())
+    for fed in src.cfg.federations_served_by(host.name, "superlink"):
+        if fed.name in src.pki.superexec_secrets:
+            owner = f"superlink:{SYSTEM_GROUP}"
+            units = (*layout.SUPERLINK_UNITS, layout.SUPEREXEC_UNIT)
+            yield Deliverable(layout.SUPERLINK_SUPEREXEC_SECRET, src.pki.superexec_secrets[fed.name], owner, "0600", units)
+
+
+def vpn_keys(src: Sources, host: Host) -> Iterable[Deliverable]:
+    for fed in src.cfg.federations_served_by(host.name, "vpn"):
+        if fed.name in src.pki.tls_crypt:
+            yield Deliverable(layout.OPENVPN_TLS_CRYPT, src.pki.tls_crypt[fed.name], "root:root", "0600", layout.OPENVPN_SERVER_UNITS)
+
+
+def vpn_clients(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Who may connect to this host's OpenVPN server: a CCD file per organisation (its fixed address; ccd-exclusive
+    refuses anyone without one) and a file per revoked serial (crl-verify dir). OpenVPN reads both on every
+    connection, so no unit restarts; an organisation removed from the stack loses its CCD file (nina-deliver prunes
+    it) and only its own certificate is refused."""
+    for fed in src.cfg.federations_served_by(host.name, "vpn"):
+        # user nobody reads these after OpenVPN dropped privileges
+        for path, content in {**openvpn.ccd_files(src.cfg, fed), **openvpn.crl_files(fed)}.items():
+            yield Deliverable(path, content, "root:root", "0644", ())
+
+
+def federations(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """What changes with federation membership: the SuperNode instances this host runs (their supernode.conf, which
+    also enables supernode@<name>), the researchers' flwr connections on the JupyterHub host and, beside a
+    SuperLink, its proxy's allow lists."""
+    for f in cloudinit.delivered_files(src.cfg, host, "supernode"):
+        yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+    if host.has("notebook") and src.cfg.federations:
+        # Researchers' flwr connections; copied into each notebook's FLWR_HOME at spawn (jupyterhub_config.py).
+        yield Deliverable(layout.FLWR_RESEARCHER_CONFIG, flower.config_toml(src.cfg), "root:root", "0644", ())
+    for fed in src.cfg.federations_served_by(host.name, "superlink"):
+        for path, content in flower.acl_files(src.cfg, fed).items():
+            # reload-or-restart: a proxy that is down (first boot, a crash) is started rather than failing the delivery.
+            yield Deliverable(path, content, "root:root", "0644", (f"reload-or-restart:{layout.SUPERLINK_PROXY_UNIT}",))
+
+
+def monitoring(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Prometheus targets and alert rules, Alertmanager's routing and the alert dashboard (nina/plan/scrape.py): they
+    change with the stack, not the host, so they are delivered rather than in user-data. No secrets."""
+    if host.has("monitoring"):
+        for path, (content, units) in scrape.monitoring_files(src.cfg).items():
+            yield Deliverable(path, content, "root:root", "0644", units)
+        if src.cfg.monitoring.smtp_username:
+            # Alertmanager (user prometheus on Ubuntu) reads it through smtp_auth_password_file.
+            password = pulumi.Config(NAMESPACE).require_secret("smtp_password")
+            yield Deliverable(layout.SMTP_PASSWORD_PATH, password, "prometheus:prometheus", "0600", ("reload:prometheus-alertmanager.service",))
+
+
+def backup_credentials(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """§4.3.1 on the host whose service uses each database: the backup and restore commands and a timer per database
+    (the backup fragment's `delivered`), and the credentials: where the database lives and its owner's password as a
+    libpq password file only the backup user reads. Delivered, so a new schedule or retention never replaces the VM;
+    new credentials (the first delivery, right after the release, included) start a backup at once."""
+    for f in cloudinit.delivered_files(src.cfg, host, "backup"):
+        yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+    db = src.database
+    for row in backups.backed_up_on(src.cfg, host):
+        start = (f"start:{backup_unit(row.name)}",)
+        env = db.address.apply(functools.partial(backups.credentials_text, row.name, port=db.port))
+        pgpass = pulumi.Output.all(db.address, db.password(row.name)).apply(functools.partial(_backup_pgpass, row.name, db.port))
+        yield Deliverable(credentials_env(row.name), env, "root:root", "0644", start)
+        yield Deliverable(credentials_pgpass(row.name), pulumi.Output.secret(pgpass), f"{BACKUP_USER}:{SYSTEM_GROUP}", "0600", start)
+
+
+def _backup_pgpass(name: str, port: int, values: list[str]) -> str:
+    address, password = values
+    return backups.pgpass_text(name, address, port, password)
+
+
+# nina-check, the host-side deployment validation (standard library only, like nina-deliver).
+CHECKER_SOURCE = program_source(CHECK).decode()
+
+
+def validation(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """§4.2: what this host should look like (nina/plan/checklist.py) and the command that checks it
+    (`sudo nina-check`). Delivered: both change with the stack, and a new check never replaces a VM."""
+    yield Deliverable(layout.CHECKLIST_PATH, checklist.checklist_json(src.cfg, host), "root:root", "0644")
+    yield Deliverable(layout.CHECK_COMMAND, CHECKER_SOURCE, "root:root", "0755")
+
+
+# The payload's order; each producer is independent.
+PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
+    trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, monitoring, backup_credentials, validation,
+)
+
+# Directories the payload needs that no package creates (secrets stay out of world-readable places).
+DIRECTORIES = ({"path": layout.SECRETS_DIR, "owner": f"root:{SYSTEM_GROUP}", "mode": "0750"},)
+
+
+def for_host(src: Sources, host: Host) -> list[Deliverable]:
+    files = [d for produce in PRODUCERS for d in produce(src, host)]
+    paths = [d.path for d in files]
+    duplicates = sorted({p for p in paths if paths.count(p) > 1})
+    assert not duplicates, f"{host.name}: two deliverables claim {duplicates}"
+    return files
+
+
+def hosts_units(host: Host) -> tuple[str, ...]:
+    """Units that read peers' addresses from /etc/hosts only when they start (the role table's reload_on_hosts_change)."""
+    return tuple(u for role in host.roles for u in ROLES[role].reload_on_hosts_change)

@@ -1,0 +1,44 @@
+"""How the site runs its SuperNodes: the same wrapper and unit the Nectar hosts get (§4.1.3.3.1), the §5.7
+Dockerfiles (CPU, CUDA), the §4.1.3.3.2 run scripts for Docker and Podman, and the README for the site's IT team."""
+
+from __future__ import annotations
+
+from cloudinit import render_template
+from nina.bundle.context import Files, SiteContext
+from nina.catalog.versions import FLWR
+from nina.plan import flower, names
+
+
+def files(ctx: SiteContext) -> Files:
+    cfg = ctx.cfg
+    out: Files = {
+        "opt/flwr/supernode/run_supernode.sh": (render_template("supernode/run_supernode.sh.j2", cfg), 0o755),
+        "etc/systemd/system/supernode@.service": (render_template("supernode/supernode@.service.j2", cfg), 0o644),
+    }
+    for variant in ("cpu", "cuda"):
+        out[f"docker/Dockerfile.{variant}"] = (render_template("supernode/bundle/Dockerfile.j2", cfg, variant=variant), 0o644)
+    feds = dict.fromkeys(fed.name for fed, _ in ctx.supernodes)
+    superlinks = [
+        (f, names.fqdn(cfg, names.superlink_alias(cfg.federations[f])), str(cfg.hosts[cfg.federations[f].superlink_host].ip)) for f in feds
+    ]
+    default_name = ctx.supernodes[0][1].name
+    for script, engine, image, gpu in (
+        ("run-docker.sh", "docker", f"nina-supernode-cpu:{FLWR}", False),
+        ("run-docker-gpu.sh", "docker", f"nina-supernode-cuda:{FLWR}", True),
+        ("run-podman.sh", "podman", f"localhost/nina-supernode-cpu:{FLWR}", False),
+    ):
+        text = render_template(
+            "supernode/bundle/run-container.sh.j2",
+            cfg,
+            script=f"docker/{script}",
+            engine=engine,
+            image=image,
+            gpu=gpu,
+            superlinks=superlinks,
+            default_name=default_name,
+        )
+        out[f"docker/{script}"] = (text, 0o755)
+    addresses = {f: f"{address}:{flower.PUBLIC_PORT}" for f, address, _ in superlinks}
+    readme = render_template("supernode/bundle/README.md.j2", cfg, org=ctx.org, supernodes=ctx.supernodes, superlinks=superlinks, addresses=addresses)
+    out["README.md"] = (readme, 0o644)
+    return out

@@ -1,0 +1,296 @@
+"""The alert rules: the manual's §5.3 alerts (and the ones it implies elsewhere) as one table of Prometheus rules.
+
+One row per rule. nina/plan/alerts.py renders the table into the Prometheus rules file, Alertmanager's routing
+(alertmanager.yml) and the alert dashboard of §5.5.1; tests/test_alerts.py turns each row's `Sample` into a
+`promtool test rules` case that must fire the alert, and one that must not. A row without samples cannot be written,
+so a new rule always comes with its test.
+
+The manual writes its alerts as Grafana queries with severities low / medium / high (§5.3.1-§5.3.6); we keep its
+queries, thresholds, durations and severity words, and evaluate them in Prometheus, routed by Alertmanager.
+Rows that share a name are severity levels of one condition with nested thresholds (disk < 0.3 / 0.2 / 0.1): a sample
+that fires one level fires every lower level too, and Alertmanager's inhibition mails only the highest.
+
+Labels the rules rely on come from nina/plan/scrape.py: every node-exporter target carries `host`, `environment` and
+`roles` (the host's roles between commas, `,ingress,iam,`, so `roles=~".*,iam,.*"` matches exactly one role).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from nina.catalog.pki import EXPIRY_WARNING_DAYS
+from nina.catalog.roles import BASE_UNITS, ROLES
+
+SEVERITIES = ("low", "medium", "high")  # the manual's words (§5.3.3), lowest first
+# Mount points the disk alerts watch (§5.3.3 "each priority mount point"): the root disk and the state volume.
+PRIORITY_MOUNTS = ("/", "/var/lib/nina")
+NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
+# promtool evaluates every sample at EVAL, after POINTS one-minute points from time 0: long enough for the longest
+# `for` (1h) plus the 30m windows; every extra hour costs seconds per case.
+POINTS = 120
+EVAL_SECONDS = POINTS * 60
+EVAL = f"{POINTS}m"
+EVALUATION_INTERVAL = "5m"  # promtool's rule evaluation step: every `for` here is a multiple of it
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Series (promtool's expanding notation, one point a minute) that must fire the rule, and that must not.
+
+    The alert's expected labels are those of the first `firing` series (without __name__), plus the rule's own
+    labels: order the series so the one whose labels the alert keeps comes first.
+    """
+
+    firing: dict[str, str]
+    healthy: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    expr: str
+    for_: str
+    severity: str
+    summary: str  # may use {{ $labels.<name> }} only, so tests can predict the rendered text
+    manual: str  # the manual section the rule comes from
+    sample: Sample
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------- sample series helpers
+
+_TARGET = 'instance="10.0.0.5:9900",job="node",host="h1",environment="test"'
+
+
+def _node(roles: str = "monitoring") -> str:
+    return f'{_TARGET},roles=",{roles},"'
+
+
+def _s(metric: str, labels: str) -> str:
+    return f"{metric}{{{labels}}}"
+
+
+_FS = _node() + ',device="/dev/vda1",fstype="ext4",mountpoint="/"'
+_PROBE_SL = 'instance="https://superlink-fl.test.nina.internal:9092/health",job="superlink-health",federation="fl",host="h2",environment="test"'
+_PROBE_TLS = 'instance="keycloak.test.nina.internal:8443",job="tls",service="keycloak",host="h1",environment="test"'
+_GPU = 'instance="10.0.0.7:9400",job="dcgm",host="h3",environment="test",gpu="0",UUID="GPU-1",device="nvidia0",modelName="Tesla"'
+_DAY = 86400
+_BACKUP = _node() + ',backup="grafanadb_server"'
+
+
+def _const(value: float | int) -> str:
+    return f"{value}+0x{POINTS}"
+
+
+def _rising(step: float | int, start: float | int = 0) -> str:
+    sign = "+" if step >= 0 else "-"
+    return f"{start}{sign}{abs(step)}x{POINTS}"
+
+
+# -------------------------------------------------------------------------------------------------------- the table
+
+
+def _host_rules() -> list[Rule]:
+    load = "node_load15 / count without (cpu, mode) (node_cpu_seconds_total{mode=\"idle\"})"
+    mem = "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes"
+    mounts = "|".join(PRIORITY_MOUNTS)  # plain paths: no regex metacharacters to escape
+    disk = f'node_filesystem_avail_bytes{{mountpoint=~"{mounts}"}} / node_filesystem_size_bytes{{mountpoint=~"{mounts}"}}'
+
+    def cpu(load15: float) -> dict[str, str]:
+        # two CPUs: load15 / 2 is the ratio §5.3.1 alerts on
+        return {
+            _s("node_load15", _node()): _const(load15),
+            _s("node_cpu_seconds_total", _node() + ',cpu="0",mode="idle"'): _rising(1),
+            _s("node_cpu_seconds_total", _node() + ',cpu="1",mode="idle"'): _rising(1),
+        }
+
+    def memory(available: float) -> dict[str, str]:
+        return {_s("node_memory_MemAvailable_bytes", _node()): _const(available), _s("node_memory_MemTotal_bytes", _node()): _const(100)}
+
+    def free(avail: float) -> dict[str, str]:
+        return {_s("node_filesystem_avail_bytes", _FS): _const(avail), _s("node_filesystem_size_bytes", _FS): _const(100)}
+
+    up = {_s("up", _node()): _const(0)}
+    return [
+        Rule(
+            "HostDown", 'up{job="node"} == 0', "5m", "high",
+            "{{ $labels.host }} ({{ $labels.instance }}): node exporter unreachable, host or exporter down",
+            "§3.2.5, §5.2.2", Sample(up, {_s("up", _node()): _const(1)}),
+        ),
+        # §5.3.1: the 15-minute load average over the number of CPUs; > 0.8 medium, > 0.95 high, for 30 minutes.
+        Rule("CpuLoadHigh", f"{load} > 0.8", "30m", "medium", "{{ $labels.host }}: 15-minute load above 80% of its CPUs for 30 minutes",
+             "§5.3.1", Sample(cpu(1.7), cpu(1.5))),
+        Rule("CpuLoadHigh", f"{load} > 0.95", "30m", "high", "{{ $labels.host }}: 15-minute load above 95% of its CPUs for 30 minutes",
+             "§5.3.1", Sample(cpu(1.95), cpu(1.5))),
+        # §5.3.2 says "free memory over total memory" but writes MemFree / MemAvailable, which is low whenever the
+        # page cache is large (normal). MemAvailable / MemTotal is the ratio its text describes.
+        Rule("MemoryLow", f"{mem} < 0.1", "30m", "medium", "{{ $labels.host }}: less than 10% of memory available for 30 minutes",
+             "§5.3.2", Sample(memory(8), memory(40))),
+        Rule("MemoryLow", f"{mem} < 0.05", "30m", "high", "{{ $labels.host }}: less than 5% of memory available for 30 minutes",
+             "§5.3.2", Sample(memory(3), memory(40))),
+        # §5.3.3: free / size of each priority mount point; < 0.3 low, < 0.2 medium, < 0.1 high.
+        Rule("DiskSpaceLow", f"{disk} < 0.3", "10m", "low", "{{ $labels.host }}: {{ $labels.mountpoint }} has less than 30% free",
+             "§5.3.3", Sample(free(25), free(50))),
+        Rule("DiskSpaceLow", f"{disk} < 0.2", "10m", "medium", "{{ $labels.host }}: {{ $labels.mountpoint }} has less than 20% free",
+             "§5.3.3", Sample(free(15), free(50))),
+        Rule("DiskSpaceLow", f"{disk} < 0.1", "10m", "high", "{{ $labels.host }}: {{ $labels.mountpoint }} has less than 10% free",
+             "§5.3.3", Sample(free(5), free(50))),
+        # §5.3.3 warns that unrotated logs fill disks: say so a day ahead, from the last 6 hours' trend.
+        Rule(
+            "DiskWillFillIn24h", f'predict_linear(node_filesystem_avail_bytes{{mountpoint=~"{mounts}"}}[6h], 86400) < 0', "1h", "medium",
+            "{{ $labels.host }}: {{ $labels.mountpoint }} will be full within 24 hours at the current rate", "§5.3.3",
+            Sample({_s("node_filesystem_avail_bytes", _FS): _rising(-1e9, 1e11)}, {_s("node_filesystem_avail_bytes", _FS): _const(1e11)}),
+        ),
+        # §4.3.1: database backups (the role table's databases). Each backup publishes, through node exporter's textfile
+        # collector, the time of its last success and how old that may grow on the stack's schedule.
+        Rule(
+            "BackupStale", "time() - nina_backup_last_success_timestamp_seconds > nina_backup_max_age_seconds", "1h", "medium",
+            "{{ $labels.host }}: the last successful {{ $labels.backup }} backup is older than its schedule allows", "§4.3.1",
+            # the series' value is the backup's Unix time; samples are evaluated at EVAL, two hours after time 0
+            Sample(
+                {_s("nina_backup_last_success_timestamp_seconds", _BACKUP): _const(-40 * _DAY), _s("nina_backup_max_age_seconds", _BACKUP): _const(35 * _DAY)},
+                {_s("nina_backup_last_success_timestamp_seconds", _BACKUP): _const(0), _s("nina_backup_max_age_seconds", _BACKUP): _const(35 * _DAY)},
+            ),
+        ),
+        Rule(
+            "BackupFailed", f'node_systemd_unit_state{{{_unit_matcher("nina-backup@.service")},state="failed"}} == 1', "5m", "medium",
+            "{{ $labels.host }}: {{ $labels.name }} failed (journalctl -u {{ $labels.name }})", "§4.3.1",
+            Sample(
+                {_s("node_systemd_unit_state", _node("iam") + ',name="nina-backup@keycloakdb_server.service",state="failed",type="oneshot"'): _const(1)},
+                {_s("node_systemd_unit_state", _node("iam") + ',name="nina-backup@keycloakdb_server.service",state="failed",type="oneshot"'): _const(0)},
+            ),
+        ),
+    ]
+
+
+def _camel(unit: str) -> str:
+    """openvpn-server@server.service -> OpenvpnServer (an instance's name adds nothing to the alert's)."""
+    base = unit.removesuffix(".service").split("@")[0]
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", base) if part)
+
+
+def _unit_matcher(unit: str) -> str:
+    # A template unit (supernode@.service) covers every instance of it. Unit names hold no regex metacharacter
+    # but "."; it is escaped twice, once for the regex and once for the PromQL string.
+    if unit.endswith("@.service"):
+        return f'name=~"{unit.removesuffix(".service")}.+\\\\.service"'
+    return f'name="{unit}"'
+
+
+def unit_roles() -> dict[str, tuple[str, ...]]:
+    """unit -> roles whose hosts run it; () for units every host runs (BASE_UNITS)."""
+    units: dict[str, tuple[str, ...]] = {u: () for u in BASE_UNITS}
+    for role in ROLES.values():
+        for unit in role.units:
+            if units.get(unit) == ():
+                continue
+            units[unit] = units.get(unit, ()) + (role.name,)
+    return units
+
+
+def _unit_rules() -> list[Rule]:
+    """§5.3.4: one rule per key unit: not active for 30 minutes (high), and restarting repeatedly (medium).
+
+    "Not active" covers failed, inactive, and a unit that does not exist at all on a host whose roles need it
+    (the manual's state=~"failed|inactive" misses the last): every up node target of the role's hosts, unless the
+    unit reports active there. Restarts come from the systemd collector's restart counter, which counts each
+    automatic restart; the manual's sum of "activating" samples also counts one slow start.
+    """
+    rules = []
+    for unit, roles in unit_roles().items():
+        match = _unit_matcher(unit)
+        role_filter = f',roles=~".*,({"|".join(roles)}),.*"' if roles else ""
+        where = f"the {'/'.join(roles)} host" if roles else "every host"
+        target = _node(roles[0] if roles else "monitoring")
+        instance = unit.replace("@.service", "@x.service")
+        state = f'{target},name="{instance}",state="active",type="simple"'
+        # The node exporter cannot report its own state while it is down (HostDown says so); its restarts it can.
+        if unit != NODE_EXPORTER_UNIT:
+            rules.append(
+                Rule(
+                    f"{_camel(unit)}Down",
+                    f'up{{job="node"{role_filter}}} == 1 unless on (instance) node_systemd_unit_state{{{match},state="active"}} == 1'
+                    # one failed instance of a template unit, while its siblings run, is down too
+                    + (f' or node_systemd_unit_state{{{match},state="failed"}} == 1' if unit.endswith("@.service") else ""),
+                    "30m", "high", "{{ $labels.host }}: " + f"{unit} is not active (failed, stopped or missing) on {where}", "§5.3.4",
+                    Sample(
+                        {_s("up", target): _const(1), _s("node_systemd_unit_state", state): _const(0)},
+                        {_s("up", target): _const(1), _s("node_systemd_unit_state", state): _const(1)},
+                    ),
+                    labels={"unit": unit},
+                )
+            )
+        rules.append(
+            Rule(
+                f"{_camel(unit)}Restarting",
+                f"increase(node_systemd_service_restart_total{{{match}}}[30m]) > 1",
+                "0m", "medium", "{{ $labels.host }}: {{ $labels.name }} restarted more than once in 30 minutes", "§5.3.4",
+                Sample(
+                    {_s("node_systemd_service_restart_total", f'{target},name="{instance}"'): _rising(1)},
+                    {_s("node_systemd_service_restart_total", f'{target},name="{instance}"'): _const(3)},
+                ),
+                labels={"unit": unit},
+            )
+        )
+    return rules
+
+
+def _probe_rules() -> list[Rule]:
+    expiry = EXPIRY_WARNING_DAYS * _DAY
+    return [
+        # shared/FLOWER.md: HTTPS /health on the SuperLink port is the check that means something (gRPC health lies).
+        Rule(
+            "SuperLinkHealthDown", 'probe_success{job="superlink-health"} == 0', "5m", "high",
+            "SuperLink of federation {{ $labels.federation }} ({{ $labels.instance }}) does not answer /health", "§5.3.4",
+            Sample({_s("probe_success", _PROBE_SL): _const(0)}, {_s("probe_success", _PROBE_SL): _const(1)}),
+        ),
+        Rule(
+            "TlsEndpointDown", 'probe_success{job="tls"} == 0', "15m", "medium",
+            "{{ $labels.instance }}: TLS handshake with the local CA failed or the endpoint is unreachable", "§4.1.2.2",
+            Sample({_s("probe_success", _PROBE_TLS): _const(0)}, {_s("probe_success", _PROBE_TLS): _const(1)}),
+        ),
+        # Leaves are renewed EXPIRY_WARNING_DAYS early by `pulumi up` (nina/catalog/pki.py): reaching the window means
+        # nobody has run it.
+        Rule(
+            "CertificateExpiringSoon", f'probe_ssl_earliest_cert_expiry{{job="tls"}} - time() < {expiry}', "1h", "medium",
+            "{{ $labels.instance }}: certificate expires within " + f"{EXPIRY_WARNING_DAYS} days; run pulumi up to renew it", "§4.1.2.2",
+            Sample(
+                {_s("probe_ssl_earliest_cert_expiry", _PROBE_TLS): _const(EVAL_SECONDS + 10 * _DAY)},
+                {_s("probe_ssl_earliest_cert_expiry", _PROBE_TLS): _const(EVAL_SECONDS + 300 * _DAY)},
+            ),
+        ),
+        Rule(
+            "AlertmanagerNotificationsFailing", "increase(alertmanager_notifications_failed_total[1h]) > 0", "0m", "medium",
+            "Alertmanager cannot deliver {{ $labels.integration }} notifications: alerts reach no one", "§5.2.1",
+            Sample(
+                {_s("alertmanager_notifications_failed_total", 'instance="127.0.0.1:9093",job="alertmanager",integration="email"'): _rising(1)},
+                {_s("alertmanager_notifications_failed_total", 'instance="127.0.0.1:9093",job="alertmanager",integration="email"'): _const(2)},
+            ),
+        ),
+    ]
+
+
+def _gpu_rules() -> list[Rule]:
+    fb = {"used": _s("DCGM_FI_DEV_FB_USED", _GPU), "free": _s("DCGM_FI_DEV_FB_FREE", _GPU)}
+    return [
+        Rule(
+            "DcgmTargetDown", 'up{job="dcgm"} == 0', "10m", "medium", "{{ $labels.host }}: DCGM exporter unreachable, no GPU metrics", "§5.1.1",
+            Sample({_s("up", _GPU): _const(0)}, {_s("up", _GPU): _const(1)}),
+        ),
+        # §5.3.5: >= 85 °C for 30 minutes may mean failing hardware (70 °C is normal under load).
+        Rule(
+            "GpuTemperatureHigh", "DCGM_FI_DEV_GPU_TEMP >= 85", "30m", "high",
+            "{{ $labels.host }}: GPU {{ $labels.gpu }} at or above 85 °C for 30 minutes", "§5.3.5",
+            Sample({_s("DCGM_FI_DEV_GPU_TEMP", _GPU): _const(88)}, {_s("DCGM_FI_DEV_GPU_TEMP", _GPU): _const(72)}),
+        ),
+        # §5.3.6: memory above 90% for an hour; low priority, long training runs hold memory for days.
+        Rule(
+            "GpuMemoryHigh", "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) > 0.9", "1h", "low",
+            "{{ $labels.host }}: GPU {{ $labels.gpu }} memory above 90% for an hour", "§5.3.6",
+            Sample({fb["used"]: _const(95), fb["free"]: _const(5)}, {fb["used"]: _const(50), fb["free"]: _const(50)}),
+        ),
+    ]
+
+
+RULES: tuple[Rule, ...] = tuple(_host_rules() + _unit_rules() + _probe_rules() + _gpu_rules())

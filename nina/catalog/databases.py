@@ -1,0 +1,50 @@
+"""The databases of manual §4.3.1 and how they are backed up (§4.3.1) and restored (§4.3.2): the row type, and the
+paths, users and schedules of the backups.
+
+Each database is a row of the role that owns it (nina/catalog/roles.py `databases`): the managed Postgres component
+creates the databases and owner roles from those rows, the backup fragment (cloudinit/templates/backup) renders one
+timer per database on the host that carries the role, and the SSH delivery hands that host the credentials.
+
+Backups run on the host whose service already uses the database: its security group already reaches Postgres and it
+already holds the owner's password, so backups open no port and spread no credential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str  # §4.3.1
+    owner: str  # the Postgres role that owns it (§4.1.2.8); pg_dump connects as this role
+    unit: str  # the service stopped while a backup is restored (§4.3.2)
+
+
+BACKUP_USER = "nina-backup"  # runs pg_dump: reads only its credentials, writes only BACKUP_DIR
+BACKUP_DIR = "/var/lib/nina/backups"  # on the host's state volume when it has one (it outlives the VM)
+BACKUP_COMMAND = "/usr/local/sbin/nina-db-backup"
+RESTORE_COMMAND = "/usr/local/sbin/nina-db-restore"
+# node exporter's textfile collector (set explicitly in the base fragment): each backup publishes there the time of
+# its last success and how old that may grow (nina_backup_max_age_seconds), which the BackupStale alert compares.
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+# nina:database.backup.schedule (systemd OnCalendar shorthands; the manual asks for monthly) -> the age, in days, after
+# which the newest backup is stale: the longest interval plus a few days to notice and fix a failing one.
+SCHEDULES = {"daily": 2, "weekly": 9, "monthly": 35}
+# PostgreSQL majors with a pg_dump in PGDG's apt repository for Ubuntu 24.04 (what the backup hosts install).
+PG_MAJORS = range(13, 19)
+
+
+def backup_unit(name: str, kind: str = "service") -> str:
+    """nina-backup@<database>.service runs one backup; the .timer of the same instance follows nina:database.backup.schedule."""
+    return f"nina-backup@{name}.{kind}"
+
+
+def credentials_env(name: str) -> str:
+    """PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE for one database's backup; delivered (the address is known only
+    once Trove has created the instance)."""
+    return f"/etc/nina/secrets/backup-{name}.env"
+
+
+def credentials_pgpass(name: str) -> str:
+    return f"/etc/nina/secrets/backup-{name}.pgpass"

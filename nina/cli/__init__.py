@@ -1,0 +1,25 @@
+"""`nina`: the offline companion of `pulumi` for this project.
+
+    nina preview --stack test [--json] [--show-secrets] [--materialize] [--out DIR]
+    nina bundle --stack uat --org metro-north --out DIR [--outputs outputs.json | --ca-file ca.pem]
+
+`preview` runs the real `__main__.py` with `Pulumi.<stack>.yaml` under Pulumi mocks and prints the resources it would
+create; `bundle` writes an on-premises site's kit. Exit codes: 0 ok, 2 bad stack configuration (one line per
+problem), 3 no such stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from nina.cli import bundle, preview
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nina", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    preview.add_parser(sub)
+    bundle.add_parser(sub)  # nina bundle --stack S --org O --out DIR: an on-premises site's SuperNode bundle
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result

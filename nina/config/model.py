@@ -1,0 +1,235 @@
+"""The stack's configuration as one typed model: frozen dataclasses, one per section of the `nina:` namespace, and the
+topology questions every layer asks of it (which federations a host serves, which SuperNodes it runs).
+
+Only nina/config/parse.py builds these, after validating every key; everything else receives them. Nothing here
+reads raw config or reports problems.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from nina.catalog.databases import SCHEDULES
+from nina.catalog.roles import DATABASES, ROLES
+
+IPNet = ipaddress.IPv4Network
+IP = ipaddress.IPv4Address
+GENERATE = "generate"  # a Nectar-hosted SuperNode's key pair is made by the stack
+
+
+@dataclass(frozen=True)
+class Cloud:
+    availability_zone: str
+    external_network: str  # the Nectar floating-IP pool / router gateway network
+    image: str  # Ubuntu 24.04 LTS (§3.2.1), by Glance name
+    dns_nameservers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Admin:
+    ssh_cidrs: tuple[IPNet, ...]
+    ssh_public_keys: tuple[str, ...]
+    ssh_user: str
+    jump_host: str  # host with a floating IP that pulumi-command and operators go through
+
+
+@dataclass(frozen=True)
+class Dns:
+    public_domain: str  # nginx serves <service>.<public_domain> (§4.1.2.6)
+    internal_domain: str  # hosts are <host>.<internal_domain> inside Nectar
+    public_zone: str | None = None  # a Designate zone of the project holding public_domain: the stack keeps its A records
+    acme_email: str | None = None  # Let's Encrypt's contact for the public certificate (expiry notices)
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    cidr: IPNet
+    kind: str  # "public" | "internal" | "organisation"
+
+    @property
+    def gateway(self) -> IP:
+        return next(self.cidr.hosts())
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """nina:network: the segments of the Nectar network partition (§2.1, §3.3)."""
+
+    segments: Mapping[str, Segment]
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    segment: str
+    ip: IP
+    flavor: str
+    roles: tuple[str, ...]  # effective roles, `gpu` included when gpu: true
+    volume_gb: int | None  # state volume that outlives the instance
+    gpu: bool
+
+    @property
+    def public_facing(self) -> bool:
+        return any(ROLES[r].public_facing for r in self.roles)
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class Organisation:
+    name: str
+    display_name: str
+    hosting: str  # "nectar" | "on_premises"
+    segment: str | None  # Nectar-hosted organisations live in their own segment (§2.1 cloud-only topology)
+    vpn_csr: str | None = None  # the site's own CSR for its VPN certificate (its private key stays at the site)
+
+
+@dataclass(frozen=True)
+class SuperNode:
+    name: str  # unique within its federation
+    organisation: str
+    partition_id: int
+    public_key: str | None  # OpenSSH public key; None = generate (Nectar-hosted only)
+    host: str | None  # Nectar host running it; None for on-premises SuperNodes
+    port: int  # local ClientAppIO port, unique per host
+    node_config: Mapping[str, str]
+
+    @property
+    def generated(self) -> bool:
+        return self.public_key is None
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A VPN client certificate the tenancy's OpenVPN server must refuse (manual §3.2.4; README: VPN)."""
+
+    organisation: str
+    serial: int  # as `openssl x509 -noout -serial` prints it (hex) in the stack file
+    reason: str
+
+
+@dataclass(frozen=True)
+class Federation:
+    name: str
+    type: str  # "deployment" | "simulation"
+    superlink_host: str
+    vpn_host: str | None
+    vpn_client_range: IPNet | None  # the tenancy's OpenVPN address pool (§4.1.2.4)
+    isolation: str
+    num_partitions: int
+    runtime_dependency_installation: bool
+    archived: bool
+    simulation_supernodes: int
+    supernodes: tuple[SuperNode, ...]
+    revoked: tuple[Revocation, ...] = ()  # VPN certificates refused by serial; the organisation may be gone
+
+    @property
+    def organisations(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(sn.organisation for sn in self.supernodes))
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """nina:database: the managed PostgreSQL (Trove, §4.1.2.8) and its backups (§4.3.1)."""
+
+    flavor: str
+    size_gb: int
+    datastore_version: str  # Trove's PostgreSQL version; the backup hosts install the pg_dump of the same major
+    backup_schedule: str = "monthly"  # §4.3.1: monthly, and once after each release (first delivery)
+    backup_keep: int = 12  # dumps kept per database on the backup host, newest first
+    databases: tuple[str, ...] = tuple(DATABASES)  # §4.3.1
+
+    @property
+    def backup_max_age_seconds(self) -> int:
+        return SCHEDULES[self.backup_schedule] * 86400
+
+    @property
+    def major_version(self) -> int:
+        return int(self.datastore_version.split(".")[0])
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """Where Alertmanager mails alerts (§5.3). Absent from a stack: ops@<public_domain> through localhost:25, where no
+    relay listens, so notifications fail loudly (AlertmanagerNotificationsFailing) and the preview warns."""
+
+    alert_email: tuple[str, ...] = ()
+    smarthost: str = "localhost:25"  # host:port of the institution's SMTP relay (STARTTLS on 587)
+    email_from: str = ""
+    smtp_username: str | None = None  # with the secret nina:smtp_password
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.alert_email)
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    environment: str
+    cloud: Cloud
+    admin: Admin
+    dns: Dns
+    network: NetworkSettings
+    hosts: Mapping[str, Host]
+    organisations: Mapping[str, Organisation]
+    federations: Mapping[str, Federation]
+    database: DatabaseSettings
+    secrets: Mapping[str, str] = field(default_factory=dict)  # names of `--secret` keys set in the stack
+    monitoring: Monitoring = field(default_factory=Monitoring)
+
+    @property
+    def acme_contact(self) -> str | None:
+        """Who Let's Encrypt mails about the public certificate: nina:dns.acme_email, else the first alert address."""
+        return self.dns.acme_email or next(iter(self.monitoring.alert_email), None)
+
+    def hosts_with(self, role: str) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts.values() if h.has(role))
+
+    def the_host_with(self, role: str) -> Host:
+        (host,) = self.hosts_with(role)
+        return host
+
+    def fqdn(self, host: str) -> str:
+        return f"{host}.{self.dns.internal_domain}"
+
+    # ------------------------------------------------------------------------------------------------ topology
+
+    def federations_served_by(self, host: str, role: str) -> tuple[Federation, ...]:
+        """The federations whose `role` runs on `host`, in stack order: the SuperLink or OpenVPN server of a
+        federation, or its SuperNodes. Roles that are not per tenancy serve none."""
+        return self._served.get((host, role), ())
+
+    def supernodes_on(self, host: str) -> tuple[tuple[Federation, SuperNode], ...]:
+        """The SuperNodes a Nectar host runs, with their federations."""
+        return self._supernodes_on.get(host, ())
+
+    def vpn_clients(self, fed: Federation) -> tuple[str, ...]:
+        """Organisations of a federation that connect over its VPN: its on-premises members."""
+        if not fed.vpn_host:
+            return ()
+        return tuple(o for o in fed.organisations if self.organisations[o].hosting == "on_premises")
+
+    @cached_property
+    def _supernodes_on(self) -> dict[str, tuple[tuple[Federation, SuperNode], ...]]:
+        found: dict[str, list[tuple[Federation, SuperNode]]] = {}
+        for fed in self.federations.values():
+            for sn in fed.supernodes:
+                if sn.host is not None:
+                    found.setdefault(sn.host, []).append((fed, sn))
+        return {host: tuple(pairs) for host, pairs in found.items()}
+
+    @cached_property
+    def _served(self) -> dict[tuple[str, str], tuple[Federation, ...]]:
+        found: dict[tuple[str, str], list[Federation]] = {}
+        for fed in self.federations.values():
+            carriers = [("superlink", fed.superlink_host), ("vpn", fed.vpn_host)]
+            carriers += [("supernode", host) for host in dict.fromkeys(sn.host for sn in fed.supernodes) if host]
+            for role, host in carriers:
+                if host:
+                    found.setdefault((host, role), []).append(fed)
+        return {key: tuple(feds) for key, feds in found.items()}

@@ -1,0 +1,196 @@
+"""Parsing and validating the `nina:` namespace: `parse()` turns the raw keys Pulumi hands the program into the
+typed model (nina/config/model.py) or raises `ConfigError` carrying one message per problem, each naming the key
+path (`nina:hosts.hub.ip`) and what is wrong. Nothing is registered before this has passed.
+
+The sections with most rules have their own modules: the topology (segments, hosts, organisations) and the
+federations.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from nina.catalog.databases import PG_MAJORS, SCHEDULES
+from nina.catalog.roles import CREDENTIALS
+from nina.config.federations import parse_federations
+from nina.config.model import (
+    Admin,
+    Cloud,
+    DatabaseSettings,
+    Dns,
+    Federation,
+    Host,
+    Monitoring,
+    NetworkSettings,
+    Organisation,
+    StackConfig,
+)
+from nina.config.reader import DOMAIN, EMAIL, NAMESPACE, ConfigError, Reader, decode
+from nina.config.topology import parse_hosts, parse_network, parse_organisations
+
+
+def _parse_cloud(r: Reader, raw: Any) -> Cloud:
+    p = "nina:cloud"
+    d = r.mapping(raw, p, ("availability_zone", "external_network", "image", "dns_nameservers"))
+    nameservers = r.strings(d, "dns_nameservers", p, required=False)
+    for i, ns in enumerate(nameservers):
+        try:
+            ipaddress.ip_address(ns)
+        except ValueError:
+            r.problem(f"{p}.dns_nameservers[{i}]", f"{ns!r} is not an IP address")
+    return Cloud(
+        availability_zone=r.string(d, "availability_zone", p),
+        external_network=r.string(d, "external_network", p),
+        image=r.string(d, "image", p),
+        dns_nameservers=tuple(nameservers),
+    )
+
+
+def _parse_admin(r: Reader, raw: Any) -> Admin:
+    p = "nina:admin"
+    d = r.mapping(raw, p, ("ssh_cidrs", "ssh_public_keys", "ssh_user", "jump_host"))
+    cidrs = []
+    for i, c in enumerate(r.strings(d, "ssh_cidrs", p)):
+        net = r.network(c, f"{p}.ssh_cidrs[{i}]")
+        if net is not None and net.prefixlen == 0:
+            r.problem(f"{p}.ssh_cidrs[{i}]", "SSH must not be open to the whole internet")
+        if net is not None:
+            cidrs.append(net)
+    keys = r.strings(d, "ssh_public_keys", p)
+    for i, k in enumerate(keys):
+        r.ssh_public_key(k, f"{p}.ssh_public_keys[{i}]")
+    return Admin(tuple(cidrs), tuple(k.strip() for k in keys), r.string(d, "ssh_user", p, "ubuntu"), r.string(d, "jump_host", p))
+
+
+def _parse_dns(r: Reader, raw: Any) -> Dns:
+    p = "nina:dns"
+    d = r.mapping(raw, p, ("public_domain", "internal_domain", "public_zone", "acme_email"))
+    zone = r.string(d, "public_zone", p, "").rstrip(".") or None
+    email = r.string(d, "acme_email", p, "") or None
+    dns = Dns(r.string(d, "public_domain", p), r.string(d, "internal_domain", p), zone, email)
+    for key, value in (("public_domain", dns.public_domain), ("internal_domain", dns.internal_domain), ("public_zone", zone)):
+        if value and not DOMAIN.match(value):
+            r.problem(f"{p}.{key}", f"{value!r} is not a valid DNS domain")
+    if zone and dns.public_domain and dns.public_domain != zone and not dns.public_domain.endswith(f".{zone}"):
+        r.problem(f"{p}.public_zone", f"{zone!r} does not contain public_domain {dns.public_domain!r}, so it cannot hold its records")
+    if email and not EMAIL.match(email):
+        r.problem(f"{p}.acme_email", f"{email!r} is not an email address")
+    return dns
+
+
+
+def _parse_database(r: Reader, raw: Any) -> DatabaseSettings:
+    p = "nina:database"
+    d = r.mapping(raw, p, ("flavor", "size_gb", "datastore_version", "backup"))
+    version = r.string(d, "datastore_version", p, "17")
+    if not re.fullmatch(r"\d+(\.\d+)?", version) or int(version.split(".")[0]) not in PG_MAJORS:
+        r.problem(f"{p}.datastore_version", f"{version!r} is not a PostgreSQL version the backups can dump (a major from {PG_MAJORS[0]} to {PG_MAJORS[-1]}, e.g. \"17\")")
+        version = "17"
+    b = r.mapping(d.get("backup", {}), f"{p}.backup", ("schedule", "keep"))
+    return DatabaseSettings(
+        r.string(d, "flavor", p),
+        r.integer(d, "size_gb", p, minimum=1),
+        version,
+        r.choice(b, "schedule", f"{p}.backup", tuple(SCHEDULES), "monthly"),
+        r.integer(b, "keep", f"{p}.backup", 12, minimum=1),
+    )
+
+
+
+def _parse_monitoring(r: Reader, raw: Any, secret_given: bool) -> Monitoring:
+    p = "nina:monitoring"
+    if raw is None:
+        if secret_given:
+            r.problem(f"{NAMESPACE}:smtp_password", f"is set but {p}.smtp_username is not")
+        return Monitoring()
+    d = r.mapping(raw, p, ("alert_email", "smarthost", "email_from", "smtp_username"))
+    emails = r.strings(d, "alert_email", p)
+    for i, address in enumerate(emails):
+        if not EMAIL.match(address):
+            r.problem(f"{p}.alert_email[{i}]", f"{address!r} is not an email address")
+    smarthost = r.string(d, "smarthost", p)
+    host, _, port = smarthost.rpartition(":")
+    if smarthost and (not host or not port.isdigit()):
+        r.problem(f"{p}.smarthost", f"{smarthost!r} must be host:port (e.g. smtp.example.edu.au:587)")
+    sender = r.string(d, "email_from", p, default="")  # default: alertmanager@<public_domain>
+    if sender and not EMAIL.match(sender):
+        r.problem(f"{p}.email_from", f"{sender!r} is not an email address")
+    user = d.get("smtp_username")
+    if user is not None and not isinstance(user, str):
+        r.problem(f"{p}.smtp_username", "must be a string")
+    if user and not secret_given:
+        r.problem(f"{p}.smtp_username", f"needs its password: pulumi config set --secret {NAMESPACE}:smtp_password")
+    if secret_given and not user:
+        r.problem(f"{NAMESPACE}:smtp_password", f"is set but {p}.smtp_username is not")
+    return Monitoring(tuple(emails), smarthost, sender, user or None)
+
+
+def _check_cross(
+    r: Reader,
+    cfg_hosts: Mapping[str, Host],
+    admin: Admin,
+    orgs: Mapping[str, Organisation],
+    network: NetworkSettings,
+    federations: Mapping[str, Federation],
+) -> None:
+    ranges = [(f"nina:network.segments.{s.name}", s.cidr) for s in network.segments.values()]
+    ranges += [(f"nina:federations.{f.name}.vpn_client_range", f.vpn_client_range) for f in federations.values() if f.vpn_client_range]
+    for i, (path_a, a) in enumerate(ranges):
+        for path_b, b in ranges[i + 1 :]:
+            if a.overlaps(b):
+                r.problem(path_b, f"{b} overlaps {path_a} ({a})")
+    if admin.jump_host:
+        jump = cfg_hosts.get(admin.jump_host)
+        if jump is None:
+            r.problem("nina:admin.jump_host", f"{admin.jump_host!r} is not a host in nina:hosts")
+        elif not jump.public_facing:
+            r.problem("nina:admin.jump_host", f"host {admin.jump_host!r} has no floating IP (give it the ingress or vpn role)")
+    for org in orgs.values():
+        if org.segment and org.segment not in network.segments:
+            r.problem(f"nina:organisations.{org.name}.segment", f"{org.segment!r} is not a segment in nina:network.segments")
+
+
+KNOWN_KEYS = ("environment", "cloud", "admin", "dns", "network", "hosts", "organisations", "federations", "database", "monitoring")
+# Secrets the program reads (`pulumi config set --secret nina:<key>`). Required ones must be set before
+# `pulumi up`; optional ones are generated (random) when absent: the role table's credentials an operator may set,
+# and the SMTP relay's password (with nina:monitoring.smtp_username).
+REQUIRED_SECRETS: tuple[str, ...] = ("ssh_private_key",)  # the operators' key pulumi-command connects with
+OPTIONAL_SECRETS: tuple[str, ...] = tuple(c.config_key for c in CREDENTIALS if c.config_key) + ("smtp_password",)
+SECRET_KEYS: tuple[str, ...] = REQUIRED_SECRETS + OPTIONAL_SECRETS
+
+
+def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) -> StackConfig:
+    """Validate the whole `nina:` namespace; raise ConfigError listing every problem."""
+    r = Reader()
+    for full_key in raw:
+        ns, _, key = full_key.partition(":")
+        if ns == NAMESPACE and key not in KNOWN_KEYS and key not in secret_keys:
+            r.problem(full_key, f"unknown key (expected one of: {', '.join(KNOWN_KEYS + secret_keys)})")
+    environment = decode(raw, "environment")
+    if not isinstance(environment, str) or not environment:
+        r.problem("nina:environment", "is required (e.g. test, uat)")
+        environment = ""
+    else:
+        r.name(environment, "nina:environment")
+    cloud = _parse_cloud(r, decode(raw, "cloud"))
+    admin = _parse_admin(r, decode(raw, "admin"))
+    dns = _parse_dns(r, decode(raw, "dns"))
+    orgs = parse_organisations(r, decode(raw, "organisations"))
+    network = parse_network(r, decode(raw, "network"), orgs)
+    hosts = parse_hosts(r, decode(raw, "hosts"), network)
+    federations = parse_federations(r, decode(raw, "federations"), hosts, orgs)
+    database = _parse_database(r, decode(raw, "database"))
+    monitoring = _parse_monitoring(r, decode(raw, "monitoring"), f"{NAMESPACE}:smtp_password" in raw)
+    _check_cross(r, hosts, admin, orgs, network, federations)
+    if r.problems:
+        raise ConfigError(r.problems)
+    for key in REQUIRED_SECRETS:
+        if f"{NAMESPACE}:{key}" not in raw:
+            r.problem(f"{NAMESPACE}:{key}", f"is required: pulumi config set --secret {NAMESPACE}:{key} ...")
+    if r.problems:
+        raise ConfigError(r.problems)
+    present = tuple(k for k in secret_keys if f"{NAMESPACE}:{k}" in raw)
+    return StackConfig(environment, cloud, admin, dns, network, hosts, orgs, federations, database, {k: k for k in present}, monitoring)

@@ -1,0 +1,138 @@
+"""Reading raw `nina:` values: a reader that records one problem per bad key (with its key path) instead of stopping
+at the first, the patterns names and domains must match, and the error that carries every problem at once."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+from nina.config.model import IPNet
+
+NAMESPACE = "nina"
+NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$|^[a-z0-9-]+\.internal$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class Reader:
+    """Walks raw config values, recording one problem per bad key instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(path, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        if allowed is not None:
+            for key in value:
+                if key not in allowed:
+                    self.problem(f"{path}.{key}", f"unknown key (expected one of: {', '.join(allowed)})")
+        return value
+
+    def required(self, data: dict[str, Any], key: str, path: str) -> Any:
+        if key not in data or data[key] in (None, ""):
+            self.problem(f"{path}.{key}", "is required")
+            return None
+        return data[key]
+
+    def string(self, data: dict[str, Any], key: str, path: str, default: str | None = None) -> str:
+        value = data.get(key, default) if default is not None else self.required(data, key, path)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            self.problem(f"{path}.{key}", f"must be a string, got {value!r}")
+            return ""
+        return value
+
+    def integer(self, data: dict[str, Any], key: str, path: str, default: int | None = None, minimum: int = 0) -> int:
+        value = data.get(key, default) if default is not None else self.required(data, key, path)
+        if value is None:
+            return minimum
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(f"{path}.{key}", f"must be an integer, got {value!r}")
+            return minimum
+        if value < minimum:
+            self.problem(f"{path}.{key}", f"must be at least {minimum}, got {value}")
+        return value
+
+    def boolean(self, data: dict[str, Any], key: str, path: str, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            self.problem(f"{path}.{key}", f"must be true or false, got {value!r}")
+            return default
+        return value
+
+    def choice(self, data: dict[str, Any], key: str, path: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        value = self.string(data, key, path, default)
+        if value and value not in choices:
+            self.problem(f"{path}.{key}", f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def strings(self, data: dict[str, Any], key: str, path: str, required: bool = True) -> list[str]:
+        value = data.get(key)
+        if value in (None, []):
+            if required:
+                self.problem(f"{path}.{key}", "is required (a non-empty list)")
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(f"{path}.{key}", "must be a list of strings")
+            return []
+        return value
+
+    def name(self, value: str, path: str) -> None:
+        if not NAME.match(value):
+            self.problem(path, f"{value!r} is not a valid name (lowercase letters, digits and '-', max 32)")
+
+    def network(self, value: Any, path: str) -> IPNet | None:
+        try:
+            return ipaddress.IPv4Network(value, strict=True)
+        except (ValueError, TypeError) as exc:
+            self.problem(path, f"{value!r} is not a valid IPv4 CIDR ({exc})")
+            return None
+
+    def each(self, data: dict[str, Any], path: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """Named sub-mappings (`hosts: {hub: {...}}`), names checked."""
+        for name, body in data.items():
+            self.name(name, f"{path}.{name}")
+            yield name, f"{path}.{name}", body
+
+    def ssh_public_key(self, key: str, path: str, curves: Mapping[str, int] | None = None) -> None:
+        """An OpenSSH public key; with `curves`, ECDSA on one of those curves only."""
+        try:
+            loaded = load_ssh_public_key(key.strip().encode())
+        except (ValueError, TypeError, Exception) as exc:  # cryptography raises several types for garbage
+            self.problem(path, f"is not a valid OpenSSH public key ({exc.__class__.__name__})")
+            return
+        if curves is not None:
+            kind = key.split()[0]
+            if kind not in curves or not isinstance(loaded, ec.EllipticCurvePublicKey):
+                self.problem(path, f"must be an ECDSA key on a NIST curve ({', '.join(curves)}), got {kind!r}")
+
+
+def decode(raw: Mapping[str, Any], key: str) -> Any:
+    """Pulumi passes structured config as JSON strings; tests and the preview may pass objects."""
+    value = raw.get(f"{NAMESPACE}:{key}")
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value

@@ -1,0 +1,12 @@
+"""Programs that run on the VMs, shipped by the SSH delivery as text: `nina-deliver` and `nina-check`. Standard
+library only (a bare Ubuntu 24.04 host runs them); nothing of the project is imported here, and nothing imports them."""
+
+from pathlib import Path
+
+DELIVER = "nina_deliver.py"  # installed as /usr/local/sbin/nina-deliver
+CHECK = "nina_check.py"  # installed as /usr/local/sbin/nina-check
+
+
+def program_source(filename: str) -> bytes:
+    """A program's exact bytes, as the delivery ships it."""
+    return (Path(__file__).resolve().parent / filename).read_bytes()

@@ -1,0 +1,124 @@
+"""What Prometheus scrapes and probes, computed from the stack config (manual §3.2.5, §5.1.1, §5.2.3).
+
+The manual lists targets by hand in prometheus.yml. Ours change in operation (hosts and federations come and go), so
+they are not in the monitoring host's user-data: `target_files(cfg)` gives the file_sd files that the SSH delivery
+writes into layout.PROMETHEUS_TARGETS_DIR. Prometheus watches those files and picks up changes by itself; the
+monitoring fragment's prometheus.yml names one file per job (JOB_FILES).
+
+- node: every host's node exporter (ip:9900). Labels host, environment and roles, the host's roles between commas
+  (",ingress,iam,") so an alert can select one role with roles=~".*,iam,.*" (the separator convention Prometheus'
+  own service discovery uses for tag lists). On-premises SuperNodes are not here: their machines belong to the
+  hospitals, which open nothing inbound (the VPN carries SuperNode -> SuperLink traffic only, and the stack knows no
+  address for them); they are watched through their SuperLink instead (`flwr ls`, §5.5.5).
+- dcgm: the DCGM exporter of every `gpu: true` host (ip:9400, §5.1.1).
+- superlink-health: HTTPS GET /health of each federation's SuperLink through its alias and port (shared/FLOWER.md:
+  the gRPC health service answers SERVING even when the SuperLink cannot run apps), probed by the blackbox exporter
+  on the monitoring host with the local CA.
+- tls: a TLS handshake with every internal HTTPS endpoint (the services nginx forwards to, and each SuperLink),
+  verified against the local CA; the blackbox exporter reports probe_ssl_earliest_cert_expiry for the expiry alert.
+"""
+
+from __future__ import annotations
+
+import json
+
+from nina.catalog import layout
+from nina.catalog.ports import PORTS
+from nina.catalog.roles import WEB_ROLES
+from nina.config import StackConfig
+from nina.plan import alerts, names, public
+
+PORT = {p.name: p.port for p in PORTS}
+# Loopback-only blackbox exporter on the monitoring host; its default port until the port table has a row for it.
+BLACKBOX_PORT = PORT.get("blackbox-exporter", 9115)
+BLACKBOX_ADDRESS = f"127.0.0.1:{BLACKBOX_PORT}"
+
+# job -> its file_sd file (prometheus.yml in the monitoring fragment names the same files)
+JOB_FILES = {
+    "node": "node.json",
+    "dcgm": "dcgm.json",
+    "superlink-health": "superlink-health.json",
+    "tls": "tls.json",
+}
+# job -> blackbox exporter module (cloudinit/templates/monitoring/blackbox.yml.j2)
+PROBE_MODULES = {"superlink-health": "superlink_health", "tls": "tls"}
+
+
+def roles_label(roles: tuple[str, ...]) -> str:
+    return "," + ",".join(roles) + ","
+
+
+def _group(targets: list[str], labels: dict[str, str]) -> dict[str, object]:
+    return {"targets": targets, "labels": labels}
+
+
+def _node(cfg: StackConfig) -> list[dict[str, object]]:
+    port = PORT["node-exporter"]
+    return [
+        _group([f"{h.ip}:{port}"], {"host": h.name, "roles": roles_label(h.roles), "environment": cfg.environment})
+        for h in sorted(cfg.hosts.values(), key=lambda h: h.name)
+    ]
+
+
+def _dcgm(cfg: StackConfig) -> list[dict[str, object]]:
+    port = PORT["dcgm-exporter"]
+    return [
+        _group([f"{h.ip}:{port}"], {"host": h.name, "environment": cfg.environment})
+        for h in sorted(cfg.hosts_with("gpu"), key=lambda h: h.name)
+    ]
+
+
+def superlink_health_url(cfg: StackConfig, federation: str) -> str:
+    fed = cfg.federations[federation]
+    return f"https://{names.fqdn(cfg, names.superlink_alias(fed))}:{PORT['superlink']}/health"
+
+
+def _superlink_health(cfg: StackConfig) -> list[dict[str, object]]:
+    return [
+        _group([superlink_health_url(cfg, fed.name)], {"federation": fed.name, "host": fed.superlink_host, "environment": cfg.environment})
+        for fed in sorted(cfg.federations.values(), key=lambda f: f.name)
+    ]
+
+
+def tls_endpoints(cfg: StackConfig) -> list[tuple[str, str, str]]:
+    """(service alias, host, host:port) of every internal HTTPS endpoint, sorted by alias."""
+    endpoints = []
+    for role in WEB_ROLES:
+        assert role.alias is not None
+        for host in cfg.hosts_with(role.name):
+            endpoints.append((role.alias, host.name, f"{names.fqdn(cfg, role.alias)}:{public.port(role)}"))
+    for fed in cfg.federations.values():
+        alias = names.superlink_alias(fed)
+        endpoints.append((alias, fed.superlink_host, f"{names.fqdn(cfg, alias)}:{PORT['superlink']}"))
+    return sorted(endpoints)
+
+
+def _tls(cfg: StackConfig) -> list[dict[str, object]]:
+    return [_group([target], {"service": alias, "host": host, "environment": cfg.environment}) for alias, host, target in tls_endpoints(cfg)]
+
+
+def target_files(cfg: StackConfig) -> dict[str, str]:
+    """file name (in layout.PROMETHEUS_TARGETS_DIR) -> file_sd JSON. Deterministic: same config, same bytes. A job
+    with no targets still gets its file (an empty list), so a removed GPU host's targets disappear."""
+    groups = {
+        "node": _node(cfg),
+        "dcgm": _dcgm(cfg),
+        "superlink-health": _superlink_health(cfg),
+        "tls": _tls(cfg),
+    }
+    assert set(groups) == set(JOB_FILES)
+    return {JOB_FILES[job]: json.dumps(groups[job], indent=1, sort_keys=True) + "\n" for job in sorted(groups)}
+
+
+def monitoring_files(cfg: StackConfig) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Everything the SSH delivery writes on the monitoring host for Prometheus, Alertmanager and Grafana:
+    path -> (content, units to act on when it changes, in nina-deliver's "reload:<unit>" form).
+    No secrets: root:root 0644. Targets and the dashboard are re-read by Prometheus' file_sd and Grafana's file
+    provider on change; rules and alertmanager.yml need a reload."""
+    files: dict[str, tuple[str, tuple[str, ...]]] = {
+        f"{layout.PROMETHEUS_TARGETS_DIR}/{name}": (content, ()) for name, content in target_files(cfg).items()
+    }
+    files[layout.RULES_PATH] = (alerts.rules_yaml(), ("reload:prometheus.service",))
+    files[layout.ALERTMANAGER_PATH] = (alerts.alertmanager_yaml(cfg), ("reload:prometheus-alertmanager.service",))
+    files[layout.DASHBOARD_PATH] = (alerts.dashboard_json(cfg), ())
+    return files
