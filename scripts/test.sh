@@ -21,6 +21,8 @@ scripts/jupyterhub-venv.sh
 
 # Against the typed pulumi-openstack SDK: catches wrong argument names before any cloud does.
 .venv/bin/mypy components cloudinit nina
+# The architecture's import contracts (pyproject.toml [tool.importlinter]): layers, purity, no cycles.
+.venv/bin/lint-imports --no-cache
 
 # The real-tunnel VPN test (tests/test_vpn_tunnel.py) fails instead of skipping when it cannot create network
 # namespaces or /dev/net/tun; a developer without them can run with NINA_REQUIRE_NETNS=0.
