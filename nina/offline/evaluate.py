@@ -8,6 +8,7 @@ returns what it registered. One evaluation per process: Pulumi's runtime keeps g
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import runpy
 import sys
@@ -103,4 +104,12 @@ def evaluate(stack: str, root: Path | None = None, materialize: bool = False, co
         root_resource.register_outputs(getattr(root_resource, "outputs", {}))
     loop = asyncio.get_event_loop()
     loop.run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
+    # The program ran on this loop and the mock monitor answered on its executor's threads, each with a loop of its
+    # own: end and close them all now, while the interpreter is whole, rather than leave them to its shutdown (where
+    # closing a loop prints "Exception ignored ... Invalid file descriptor" now and then). One evaluation per process.
+    loop.run_until_complete(loop.shutdown_default_executor())
+    for leftover in [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]:
+        if not leftover.is_running() and not leftover.is_closed():
+            leftover.close()
+    gc.collect()
     return Evaluation(stack, _ordered(list(monitor.registrations.values())), monitor.stack_outputs, warnings + sorted(set(logged.warnings)))
