@@ -254,7 +254,8 @@ def test_unrelated_config_changes_leave_every_key_and_certificate_alone(tmp_path
     config = stack["config"]
     config["nina:hosts"]["hub"]["flavor"] = "m3.xlarge"
     config["nina:hosts"]["superlink"]["volume_gb"] = 40
-    config["nina:cloud"]["dns_nameservers"] = ["1.1.1.1"]
+    project_cloud = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]["nina:cloud"]["value"]
+    config["nina:cloud"] = {**project_cloud, "dns_nameservers": ["1.1.1.1"]}  # the stack's own, replacing the project's
     config["nina:database"]["size_gb"] = 20
     config["nina:admin"]["ssh_cidrs"].append("192.0.2.0/24")
     (tmp_path / "Pulumi.test.yaml").write_text(yaml.safe_dump(stack))

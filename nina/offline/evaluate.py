@@ -19,7 +19,7 @@ from typing import Any
 import pulumi
 
 from nina.offline.mocks import NinaMocks, RecordingMonitor, Registration, mask
-from nina.offline.stack_files import PROJECT, project_root, stack_config
+from nina.offline.stack_files import project_name, project_root, stack_config
 
 
 @dataclass
@@ -92,7 +92,7 @@ def evaluate(stack: str, root: Path | None = None, materialize: bool = False, co
     logger = logging.getLogger("nina.preview")
     logger.propagate = False
     logger.addHandler(logged)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor, logger=logger)
+    pulumi.runtime.set_mocks(mocks, project=project_name(root), stack=stack, preview=False, monitor=monitor, logger=logger)
     pulumi.runtime.set_all_config(config, secret_keys)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
