@@ -101,9 +101,10 @@ def test_configured_alert_mail_delivers_the_smtp_password_as_a_secret(project_co
     assert payload(masked.stdout) == "[secret]"
     files = {f["path"]: f for f in json.loads(payload(plain.stdout))["files"]}
     from nina.catalog.layout import SMTP_PASSWORD_PATH
+    from nina.offline.stack_files import OFFLINE_SECRET
 
     password = files[SMTP_PASSWORD_PATH]
     # The stack's secure value (offline: the preview's stand-in for it), readable only by Alertmanager's user.
-    assert password["content"] == "[secret from stack config]" and password["mode"] == "0600"
+    assert password["content"] == OFFLINE_SECRET and password["mode"] == "0600"
     assert password["owner"] == "prometheus:prometheus" and password["units"] == ["reload:prometheus-alertmanager.service"]
     assert "smtp.qcif.edu.au:587" in files["/etc/prometheus/alertmanager.yml"]["content"]

@@ -76,6 +76,15 @@ def _roles(host: str, roles: list[str]) -> Callable[[Raw], None]:
     return _set(("nina:hosts", host, "roles"), roles)
 
 
+def _second_federation_on_org_a_sn1(raw: Raw) -> None:
+    raw["nina:hosts"]["superlink2"] = {"segment": "internal", "ip": "10.40.1.21", "flavor": "m3.medium", "roles": ["superlink"]}
+    raw["nina:federations"]["other-fl"] = {
+        "type": "deployment",
+        "superlink_host": "superlink2",
+        "members": {"org-a": {"supernodes": [{"name": "oa1", "partition_id": 0, "host": "org-a-sn1", "public_key": "generate", "port": 9096}]}},
+    }
+
+
 # (case id, stack, mutation, key path, fragment of the message)
 CASES: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
     ("bad-cidr", "test", _set(("nina:network", "segments", "org-a"), "10.40.10.0/33"), "nina:network.segments.org-a", "not a valid IPv4 CIDR"),
@@ -121,6 +130,20 @@ CASES: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
     ("malformed-public-key", "test", _sn(0, "public_key", "ecdsa-sha2-nistp384 AAAAnot-base64"), f"{SN}[0].public_key", "not a valid OpenSSH public key"),
     ("ed25519-supernode-key", "test", _sn(0, "public_key", ED25519_KEY), f"{SN}[0].public_key", "must be an ECDSA key on a NIST curve"),
     ("same-port-on-one-host", "test", _sn(1, "port", 9094), f"{SN}[1].port", "9094 on host org-a-sn1 is already used by SuperNode sn1"),
+    (
+        "supernodes-of-two-federations-on-one-host",
+        "test",
+        _second_federation_on_org_a_sn1,
+        "nina:federations.other-fl.members.org-a.supernodes[0].host",
+        "host 'org-a-sn1' already runs SuperNodes of federation 'test-fl'",
+    ),
+    (
+        "apps-in-the-superlinks-own-process",
+        "test",
+        _set(("nina:federations", "test-fl", "isolation"), "subprocess"),
+        "nina:federations.test-fl.isolation",
+        "'subprocess' is not supported: only 'process' runs researchers' ServerApps and ClientApps as a user of their own",
+    ),
     ("port-outside-supernode-range", "test", _sn(1, "port", 9100), f"{SN}[1].port", "outside the SuperNode range 9094-9099"),
     ("supernode-on-missing-host", "test", _sn(1, "host", "nowhere"), f"{SN}[1].host", "'nowhere' is not a host"),
     ("supernode-on-host-without-role", "test", _sn(1, "host", "superlink"), f"{SN}[1].host", "does not carry the 'supernode' role"),
@@ -151,7 +174,7 @@ CASES: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
     ("duplicate-ip", "test", _set(("nina:hosts", "vpn", "ip"), "10.40.0.10"), "nina:hosts.vpn.ip", "already used by host hub"),
     ("bad-host-name", "test", lambda raw: raw["nina:hosts"].update(Hub_2=raw["nina:hosts"].pop("vpn")), "nina:hosts.Hub_2", "not a valid name"),
     ("volume-not-integer", "test", _set(("nina:hosts", "hub", "volume_gb"), "lots"), "nina:hosts.hub.volume_gb", "must be an integer"),
-    ("ssh-open-to-world", "test", _set(("nina:admin", "ssh_cidrs"), ["0.0.0.0/0"]), "nina:admin.ssh_cidrs[0]", "must not be open to the whole internet"),
+    ("ssh-open-to-world", "test", _set(("nina:admin", "ssh_cidrs"), ["0.0.0.0/0"]), "nina:admin.ssh_cidrs[0]", "too wide for the operators' networks"),
     ("bad-operator-key", "test", _set(("nina:admin", "ssh_public_keys"), ["ssh-rsa nope"]), "nina:admin.ssh_public_keys[0]", "not a valid OpenSSH public key"),
     ("jump-host-without-floating-ip", "test", _set(("nina:admin", "jump_host"), "superlink"), "nina:admin.jump_host", "has no floating IP"),
     ("superlink-host-unknown", "test", _set(("nina:federations", "test-fl", "superlink_host"), "nowhere"), "nina:federations.test-fl.superlink_host", "'nowhere' is not a host"),

@@ -28,8 +28,13 @@ from nina.config.model import (
     Organisation,
     StackConfig,
 )
-from nina.config.reader import DOMAIN, EMAIL, NAMESPACE, ConfigError, Reader, decode
+from nina.config.reader import DOMAIN, EMAIL, LINUX_USER, NAMESPACE, TEXT, ConfigError, Reader, decode
 from nina.config.topology import parse_hosts, parse_network, parse_organisations
+
+
+ADMIN_PREFIX_MIN = 8
+SMARTHOST = re.compile(r"([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}:([1-9][0-9]{0,4})")
+SMTP_USER = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
 
 
 def _parse_cloud(r: Reader, raw: Any) -> Cloud:
@@ -42,9 +47,9 @@ def _parse_cloud(r: Reader, raw: Any) -> Cloud:
         except ValueError:
             r.problem(f"{p}.dns_nameservers[{i}]", f"{ns!r} is not an IP address")
     return Cloud(
-        availability_zone=r.string(d, "availability_zone", p),
-        external_network=r.string(d, "external_network", p),
-        image=r.string(d, "image", p),
+        availability_zone=r.text(d, "availability_zone", p),
+        external_network=r.text(d, "external_network", p),
+        image=r.text(d, "image", p),
         dns_nameservers=tuple(nameservers),
     )
 
@@ -55,14 +60,18 @@ def _parse_admin(r: Reader, raw: Any) -> Admin:
     cidrs = []
     for i, c in enumerate(r.strings(d, "ssh_cidrs", p)):
         net = r.network(c, f"{p}.ssh_cidrs[{i}]")
-        if net is not None and net.prefixlen == 0:
-            r.problem(f"{p}.ssh_cidrs[{i}]", "SSH must not be open to the whole internet")
+        if net is not None and net.prefixlen < ADMIN_PREFIX_MIN:
+            # 0.0.0.0/1 + 128.0.0.0/1 is the whole internet too: an operators' network is an institution's, not a continent.
+            r.problem(f"{p}.ssh_cidrs[{i}]", f"{net} is too wide for the operators' networks (a prefix of /{ADMIN_PREFIX_MIN} or longer)")
         if net is not None:
             cidrs.append(net)
     keys = r.strings(d, "ssh_public_keys", p)
     for i, k in enumerate(keys):
         r.ssh_public_key(k, f"{p}.ssh_public_keys[{i}]")
-    return Admin(tuple(cidrs), tuple(k.strip() for k in keys), r.string(d, "ssh_user", p, "ubuntu"), r.string(d, "jump_host", p))
+    user = r.string(d, "ssh_user", p, "ubuntu")
+    if user:
+        r.matches(user, LINUX_USER, f"{p}.ssh_user", "a Linux user name (lowercase letters, digits, '_' and '-', max 32)")
+    return Admin(tuple(cidrs), tuple(k.strip() for k in keys), user, r.string(d, "jump_host", p))
 
 
 def _parse_dns(r: Reader, raw: Any) -> Dns:
@@ -72,12 +81,12 @@ def _parse_dns(r: Reader, raw: Any) -> Dns:
     email = r.string(d, "acme_email", p, "") or None
     dns = Dns(r.string(d, "public_domain", p), r.string(d, "internal_domain", p), zone, email)
     for key, value in (("public_domain", dns.public_domain), ("internal_domain", dns.internal_domain), ("public_zone", zone)):
-        if value and not DOMAIN.match(value):
-            r.problem(f"{p}.{key}", f"{value!r} is not a valid DNS domain")
+        if value:
+            r.matches(value, DOMAIN, f"{p}.{key}", "a valid DNS domain")
     if zone and dns.public_domain and dns.public_domain != zone and not dns.public_domain.endswith(f".{zone}"):
         r.problem(f"{p}.public_zone", f"{zone!r} does not contain public_domain {dns.public_domain!r}, so it cannot hold its records")
-    if email and not EMAIL.match(email):
-        r.problem(f"{p}.acme_email", f"{email!r} is not an email address")
+    if email:
+        r.matches(email, EMAIL, f"{p}.acme_email", "an email address")
     return dns
 
 
@@ -91,7 +100,7 @@ def _parse_database(r: Reader, raw: Any) -> DatabaseSettings:
         version = "17"
     b = r.mapping(d.get("backup", {}), f"{p}.backup", ("schedule", "keep"))
     return DatabaseSettings(
-        r.string(d, "flavor", p),
+        r.text(d, "flavor", p, maximum=64),
         r.integer(d, "size_gb", p, minimum=1),
         version,
         r.choice(b, "schedule", f"{p}.backup", tuple(SCHEDULES), "monthly"),
@@ -109,18 +118,18 @@ def _parse_monitoring(r: Reader, raw: Any, secret_given: bool) -> Monitoring:
     d = r.mapping(raw, p, ("alert_email", "smarthost", "email_from", "smtp_username"))
     emails = r.strings(d, "alert_email", p)
     for i, address in enumerate(emails):
-        if not EMAIL.match(address):
-            r.problem(f"{p}.alert_email[{i}]", f"{address!r} is not an email address")
+        r.matches(address, EMAIL, f"{p}.alert_email[{i}]", "an email address")
     smarthost = r.string(d, "smarthost", p)
-    host, _, port = smarthost.rpartition(":")
-    if smarthost and (not host or not port.isdigit()):
-        r.problem(f"{p}.smarthost", f"{smarthost!r} must be host:port (e.g. smtp.example.edu.au:587)")
+    if smarthost and not SMARTHOST.fullmatch(smarthost):
+        r.problem(f"{p}.smarthost", f"{smarthost[:80]!r} must be host:port (e.g. smtp.example.edu.au:587)")
     sender = r.string(d, "email_from", p, default="")  # default: alertmanager@<public_domain>
-    if sender and not EMAIL.match(sender):
-        r.problem(f"{p}.email_from", f"{sender!r} is not an email address")
+    if sender:
+        r.matches(sender, EMAIL, f"{p}.email_from", "an email address")
     user = d.get("smtp_username")
     if user is not None and not isinstance(user, str):
         r.problem(f"{p}.smtp_username", "must be a string")
+    elif user:
+        r.matches(user, SMTP_USER, f"{p}.smtp_username", "an SMTP user name (letters, digits and ._@+-, max 128)")
     if user and not secret_given:
         r.problem(f"{p}.smtp_username", f"needs its password: pulumi config set --secret {NAMESPACE}:smtp_password")
     if secret_given and not user:
@@ -142,6 +151,11 @@ def _check_cross(
         for path_b, b in ranges[i + 1 :]:
             if a.overlaps(b):
                 r.problem(path_b, f"{b} overlaps {path_a} ({a})")
+    for i, cidr in enumerate(admin.ssh_cidrs):
+        # The operators' networks are outside Nectar: inside, they would open SSH and the admin paths to a segment.
+        for path, net in ranges:
+            if cidr.overlaps(net):
+                r.problem(f"nina:admin.ssh_cidrs[{i}]", f"{cidr} overlaps {path} ({net}): operators' networks lie outside the platform")
     if admin.jump_host:
         jump = cfg_hosts.get(admin.jump_host)
         if jump is None:
@@ -153,12 +167,29 @@ def _check_cross(
             r.problem(f"nina:organisations.{org.name}.segment", f"{org.segment!r} is not a segment in nina:network.segments")
 
 
+# An operator-chosen password lands unquoted in a systemd EnvironmentFile= (and a Java properties lookup): these
+# characters need no quoting in either. Generated ones are letters and digits.
+PASSWORD = re.compile(r"[A-Za-z0-9!%*+,./:=?@^_~-]{12,128}")
+PASSWORD_KEYS = tuple(c.config_key for c in CREDENTIALS if c.config_key)
+
+
+def _check_secret_values(r: Reader, raw: Mapping[str, Any]) -> None:
+    """The secrets an operator sets: checked by shape, never echoed."""
+    for key in PASSWORD_KEYS:
+        value = raw.get(f"{NAMESPACE}:{key}")
+        if value is not None and not (isinstance(value, str) and PASSWORD.fullmatch(value)):
+            r.problem(f"{NAMESPACE}:{key}", "must be 12 to 128 characters of A-Z a-z 0-9 and !%*+,./:=?@^_~- (it lands in an EnvironmentFile)")
+    smtp = raw.get(f"{NAMESPACE}:smtp_password")
+    if smtp is not None and not (isinstance(smtp, str) and 0 < len(smtp) <= 256 and TEXT.fullmatch(smtp)):
+        r.problem(f"{NAMESPACE}:smtp_password", "must be one line of printable text, at most 256 characters")
+
+
 KNOWN_KEYS = ("environment", "cloud", "admin", "dns", "network", "hosts", "organisations", "federations", "database", "monitoring")
 # Secrets the program reads (`pulumi config set --secret nina:<key>`). Required ones must be set before
 # `pulumi up`; optional ones are generated (random) when absent: the role table's credentials an operator may set,
 # and the SMTP relay's password (with nina:monitoring.smtp_username).
 REQUIRED_SECRETS: tuple[str, ...] = ("ssh_private_key",)  # the operators' key pulumi-command connects with
-OPTIONAL_SECRETS: tuple[str, ...] = tuple(c.config_key for c in CREDENTIALS if c.config_key) + ("smtp_password",)
+OPTIONAL_SECRETS: tuple[str, ...] = PASSWORD_KEYS + ("smtp_password",)
 SECRET_KEYS: tuple[str, ...] = REQUIRED_SECRETS + OPTIONAL_SECRETS
 
 
@@ -190,6 +221,9 @@ def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) ->
     for key in REQUIRED_SECRETS:
         if f"{NAMESPACE}:{key}" not in raw:
             r.problem(f"{NAMESPACE}:{key}", f"is required: pulumi config set --secret {NAMESPACE}:{key} ...")
+    if r.problems:
+        raise ConfigError(r.problems)
+    _check_secret_values(r, raw)
     if r.problems:
         raise ConfigError(r.problems)
     present = tuple(k for k in secret_keys if f"{NAMESPACE}:{k}" in raw)

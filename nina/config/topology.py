@@ -4,6 +4,7 @@ table's rules) and nina:organisations."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from nina.config.model import IP, Host, NetworkSettings, Organisation, Segment
 from nina.config.reader import Reader
 
 REQUIRED_SEGMENTS = ("public", "internal")
+CSR_PEM = re.compile(r"-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]{16,8192}\n-----END CERTIFICATE REQUEST-----")
 HOSTINGS = ("nectar", "on_premises")
 
 
@@ -85,7 +87,7 @@ def parse_hosts(r: Reader, raw: Any, network: NetworkSettings) -> dict[str, Host
             name=name,
             segment=segment_name,
             ip=ip or ipaddress.IPv4Address("0.0.0.0"),
-            flavor=r.string(d, "flavor", path),
+            flavor=r.text(d, "flavor", path, maximum=64),
             roles=effective,
             volume_gb=volume if isinstance(volume, int) and not isinstance(volume, bool) else None,
             gpu=gpu,
@@ -129,6 +131,9 @@ def _check_csr(r: Reader, csr: Any, path: str, org: str) -> None:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
+    if not CSR_PEM.fullmatch(str(csr).strip()):
+        r.problem(path, "must be exactly one PEM certificate signing request (BEGIN/END CERTIFICATE REQUEST) and nothing else")
+        return
     try:
         request = x509.load_pem_x509_csr(str(csr).encode())
     except ValueError as exc:
@@ -148,15 +153,15 @@ def parse_organisations(r: Reader, raw: Any) -> dict[str, Organisation]:
     for name, path, body in r.each(r.mapping(raw, p), p):
         d = r.mapping(body, path, ("display_name", "hosting", "segment", "vpn_csr"))
         hosting = r.choice(d, "hosting", path, HOSTINGS)
-        segment = d.get("segment")
+        segment = r.string(d, "segment", path, "")
         if hosting == "nectar" and not segment:
             r.problem(f"{path}.segment", "is required for a Nectar-hosted organisation (its own network segment)")
         if hosting == "on_premises" and segment:
             r.problem(f"{path}.segment", "an on-premises organisation has no Nectar segment (it connects over the VPN)")
-        csr = d.get("vpn_csr")
-        if csr is not None:
+        csr = r.string(d, "vpn_csr", path, "")
+        if csr:
             _check_csr(r, csr, f"{path}.vpn_csr", name)
             if hosting != "on_premises":
                 r.problem(f"{path}.vpn_csr", "only an on-premises organisation connects over the VPN")
-        orgs[name] = Organisation(name, r.string(d, "display_name", path, name), hosting, segment or None, csr or None)
+        orgs[name] = Organisation(name, r.text(d, "display_name", path, name, maximum=100), hosting, segment or None, csr or None)
     return orgs

@@ -26,8 +26,9 @@ import yaml
 from nina.config import NAMESPACE, REQUIRED_SECRETS, ConfigError
 
 PROJECT_FILE = "Pulumi.yaml"
-# What `pulumi preview` would show for a secure value it cannot decrypt offline.
-OFFLINE_SECRET = "[secret from stack config]"
+# Stands in for a secure value the preview cannot decrypt (offline there is no passphrase or KMS); shaped like a
+# valid password so the stand-in passes the same checks the real value must.
+OFFLINE_SECRET = "secret-from-stack-config"
 # A project config key's attributes (Pulumi's ProjectConfigType).
 PROJECT_CONFIG_ATTRIBUTES = frozenset({"type", "description", "items", "default", "value", "secret"})
 

@@ -10,14 +10,13 @@ researchers' connections are stack outputs and a delivered file on the JupyterHu
 from __future__ import annotations
 
 import ipaddress
-import shlex
 from collections.abc import Iterable
 
 from nina.catalog import layout
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import ROLES
 from nina.config import Federation, StackConfig, SuperNode
-from nina.plan import names
+from nina.plan import names, quoting
 
 FLWR_BIN = f"{ROLES['superlink'].python_venv}/bin"
 SUPERNODE_ID_HELPER = "/opt/flwr/superlink/supernode_id.py"  # cloudinit/templates/superlink/supernode_id.py.j2
@@ -49,7 +48,7 @@ def node_config(fed: Federation, sn: SuperNode) -> str:
 
 
 def _allow(nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv4Address | str]) -> str:
-    lines = [f"allow {n};" for n in dict.fromkeys(str(n) for n in nets)]
+    lines = [f"allow {quoting.nginx(n)};" for n in dict.fromkeys(str(n) for n in nets)]
     return "\n".join(lines + ["deny all;"]) + "\n"
 
 
@@ -100,7 +99,7 @@ def _setup(public_key: str) -> str:
             f'export PATH="{FLWR_BIN}:$PATH" FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1',
             'FLWR_HOME=$(mktemp -d); export FLWR_HOME; trap \'rm -rf "$FLWR_HOME"\' EXIT',
             f"printf '{toml}' > \"$FLWR_HOME/config.toml\"",
-            f"printf '%s\\n' {shlex.quote(public_key)} > \"$FLWR_HOME/supernode.pub\"",
+            f"printf '%s\\n' {quoting.shell(public_key)} > \"$FLWR_HOME/supernode.pub\"",
             # After a (re)boot the SuperLink may still be starting; give it five minutes.
             "i=0",
             f'until curl -fsS -o /dev/null --cacert {layout.CA_PEM} https://127.0.0.1:{LOOPBACK_PORT}/health; do',
@@ -163,12 +162,12 @@ def config_toml(cfg: StackConfig) -> str:
     usable = [f for f in cfg.federations.values() if not f.archived]
     lines = ["[superlink]"]
     if usable:
-        lines.append(f'default = "{usable[0].name}"')
+        lines.append(f"default = {quoting.toml(usable[0].name)}")
     for name, entry in connections(cfg).items():
-        lines += ["", f"[superlink.{name}]"]
+        lines += ["", f"[superlink.{name}]"]  # federation names are bare TOML keys ([a-z0-9-])
         for key, value in entry.items():
             if isinstance(value, dict):
                 lines += [f"{key}.{k} = {v}" for k, v in value.items()]
             else:
-                lines.append(f'{key} = "{value}"')
+                lines.append(f"{key} = {quoting.toml(value)}")
     return "\n".join(lines) + "\n"
