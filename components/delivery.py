@@ -30,8 +30,13 @@ from nina.config import NAMESPACE, Host
 from nina.onhost import DELIVER, program_source
 from nina.plan.names import hosts_block
 
-# cloud-init exits 2 when it finished with recoverable warnings: the host is usable; 1 means it failed.
-WAIT_FOR_CLOUD_INIT = "s=0; sudo cloud-init status --wait >/dev/null || s=$?; [ $s -eq 0 ] || [ $s -eq 2 ]"
+# cloud-init exits 2 when it finished with recoverable warnings: the host is usable; 1 means it failed. Then the
+# bootstrap's own marker: every step succeeded (guards, state volume, SSH hardening) before any secret arrives.
+WAIT_FOR_CLOUD_INIT = (
+    "s=0; sudo cloud-init status --wait >/dev/null || s=$?; "
+    '[ $s -eq 0 ] || [ $s -eq 2 ] || { echo "cloud-init failed on this host (cloud-init status --long)" >&2; exit 1; }; '
+    f'sudo test -f {layout.BOOTSTRAP_MARKER} || {{ echo "nina-bootstrap did not finish on this host (journalctl -u cloud-final)" >&2; exit 1; }}'
+)
 
 
 def install_deliver() -> str:

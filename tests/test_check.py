@@ -109,14 +109,23 @@ def superlink_host(materialized: dict[str, Preview], tmp_path: Path) -> Iterator
             server.server_close()
 
 
-def nina_check(root: Path, items: dict[str, Any], active: set[str]) -> tuple[int, dict[str, Any]]:
-    """Run the real checker on `items`, with a systemctl that reports only `active` units as active."""
+def nina_check(root: Path, items: dict[str, Any], active: set[str], tables: set[str] = frozenset(), mounted: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """Run the real checker on `items` (no bootstrap, guard or mount entries unless given), with a systemctl that
+    reports only `active` units as active, an nft that knows only `tables`, and a findmnt that reports `mounted`
+    (mount point -> label)."""
+    items = {"bootstrap": "/bootstrapped", "guards": [], "mounts": [], **items}
+    (root / "bootstrapped").write_text("2026-11-30T06:00:00Z\n")
     (root / layout.CHECKLIST_PATH.lstrip("/")).write_text(json.dumps(items))
     fake = root.parent / "bin"
     fake.mkdir(exist_ok=True)
     cases = "".join(f'  "is-active {u}") echo active; exit 0 ;;\n' for u in sorted(active))
     (fake / "systemctl").write_text(f'#!/bin/sh\ncase "$*" in\n{cases}  *) echo failed; exit 3 ;;\nesac\n')
-    (fake / "systemctl").chmod(0o755)
+    known = "".join(f'  "list table {t}") exit 0 ;;\n' for t in sorted(tables))
+    (fake / "nft").write_text(f'#!/bin/sh\ncase "$*" in\n{known}  *) echo "Error: No such file or directory" >&2; exit 1 ;;\nesac\n')
+    labels = "".join(f'  "--noheadings --output LABEL --mountpoint {p}") echo {label} ;;\n' for p, label in (mounted or {}).items())
+    (fake / "findmnt").write_text(f'#!/bin/sh\ncase "$*" in\n{labels}  *) exit 1 ;;\nesac\n')
+    for tool in ("systemctl", "nft", "findmnt"):
+        (fake / tool).chmod(0o755)
     env = {"PATH": f"{fake}:/usr/bin:/bin"}
     done = subprocess.run([sys.executable, str(ROOT / "nina" / "onhost" / "nina_check.py"), "--root", str(root), "--json"], capture_output=True, text=True, env=env, check=False)
     assert done.returncode in (0, 1), done.stderr
@@ -135,7 +144,7 @@ def test_a_healthy_host_passes(superlink_host: tuple[Path, int, int]) -> None:
     }
     code, report = nina_check(root, items, {"superlink.service", "superlink-proxy.service"})
     assert code == 0 and report["ok"], report
-    assert [r["status"] for r in report["results"]] == ["PASS"] * 5
+    assert [r["status"] for r in report["results"]] == ["PASS"] * 6  # the bootstrap marker too
 
 
 def test_a_broken_host_fails_with_a_line_per_problem(superlink_host: tuple[Path, int, int], tmp_path: Path) -> None:
@@ -179,5 +188,29 @@ def test_a_certificate_from_another_ca_fails(superlink_host: tuple[Path, int, in
     items = {"host": "superlink", "environment": "test", "ca": layout.CA_PEM, "units": [], "listening": [],
              "tls": [{"role": "superlink", "cert": "/impostor.pem", "key": "/impostor.key"}], "health": []}
     code, report = nina_check(root, items, set())
-    (result,) = report["results"]
+    _, result = report["results"]
     assert code == 1 and result["status"] == "FAIL" and result["detail"].startswith("does not chain to the local CA")
+
+
+def test_guards_the_state_volume_and_the_bootstrap_are_checked(superlink_host: tuple[Path, int, int]) -> None:
+    """A host whose metadata guard is not loaded, whose state volume is not mounted or whose bootstrap did not finish
+    fails nina-check, each with its own line; the same host with them in place passes."""
+    root, _, _ = superlink_host
+    items = {"host": "superlink", "environment": "test", "ca": layout.CA_PEM, "units": [], "listening": [], "tls": [], "health": [],
+             "guards": ["inet nina_metadata_guard"], "mounts": [{"path": "/var/lib/nina", "label": "nina-state"}]}
+    code, report = nina_check(root, items, set(), tables={"inet nina_metadata_guard"}, mounted={"/var/lib/nina": "nina-state"})
+    assert code == 0 and [(r["kind"], r["status"]) for r in report["results"]] == [("bootstrap", "PASS"), ("guard", "PASS"), ("mount", "PASS")]
+    code, report = nina_check(root, {**items, "bootstrap": "/not-bootstrapped"}, set())
+    results = {r["kind"]: (r["status"], r["detail"]) for r in report["results"]}
+    assert code == 1
+    assert results["bootstrap"][0] == "FAIL" and "a step failed" in results["bootstrap"][1]
+    assert results["guard"] == ("FAIL", "not loaded: Error: No such file or directory")
+    assert results["mount"][0] == "FAIL" and "found nothing (the root disk)" in results["mount"][1]
+
+
+def test_every_checklist_names_the_hosts_guards_and_state_volume(previews: dict[str, Preview]) -> None:
+    uat = previews["uat"].cfg
+    items = checklist.checklist(uat, uat.hosts["vpn"])
+    assert items["guards"] == ["inet nina_metadata_guard", "inet nina_vpn"] and items["mounts"] == []
+    assert items["bootstrap"] == layout.BOOTSTRAP_MARKER
+    assert checklist.checklist(uat, uat.hosts["superlink"])["mounts"] == [{"path": "/var/lib/nina", "label": "nina-state"}]

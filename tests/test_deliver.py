@@ -125,16 +125,21 @@ def test_create_command_installs_the_script_then_runs_it_once_cloud_init_is_done
     target = tmp_path / "nina-deliver"
     ran = tmp_path / "deliver-ran"
     (bin_dir / "sudo").write_text(f'#!/bin/sh\nif [ "$1" = "{target}" ]; then touch {ran}; exit 0; fi\nexec "$@"\n')
-    command = CREATE.replace(layout.DELIVER_COMMAND, str(target)).replace("-o root -g root ", "")
-    for status, expected in ((0, 0), (2, 0), (1, 1)):
+    marker = tmp_path / "nina-bootstrapped"
+    command = CREATE.replace(layout.DELIVER_COMMAND, str(target)).replace("-o root -g root ", "").replace(layout.BOOTSTRAP_MARKER, str(marker))
+    # (cloud-init's exit status, whether nina-bootstrap left its marker) -> the delivery's exit status
+    for status, bootstrapped, expected in ((0, True, 0), (2, True, 0), (1, True, 1), (0, False, 1)):
         (bin_dir / "cloud-init").write_text(f"#!/bin/sh\nexit {status}\n")
         for tool in bin_dir.iterdir():
             tool.chmod(0o755)
         ran.unlink(missing_ok=True)
         target.unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
+        if bootstrapped:
+            marker.write_text("2026-11-30T06:00:00Z\n")
         result = subprocess.run(["bash", "-c", command], env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
-        assert (result.returncode == 0) == (expected == 0), status
-        assert ran.exists() == (expected == 0), status
+        assert (result.returncode == 0) == (expected == 0), (status, bootstrapped)
+        assert ran.exists() == (expected == 0), (status, bootstrapped)
         if expected == 0:
             assert target.read_bytes() == DELIVER.read_bytes() and mode(target) == "0755"
 

@@ -2,13 +2,15 @@
 """nina-check: is this host deployed as its stack says? (manual §4.2, Deployment Validation)
 
 Installed on every host as /usr/local/sbin/nina-check by the SSH delivery, with the host's checklist at
-/etc/nina/checklist.json (nina/checklist.py: read off the role, port and layout tables). Run as root (it reads
-private keys to match them with their certificates):
+/etc/nina/checklist.json (nina/plan/checklist.py: read off the role, port and layout tables). Run as root (it reads
+private keys and nftables):
 
     sudo nina-check            # one PASS / WARN / FAIL line per check; exit 1 if anything failed
     sudo nina-check --json
 
-It checks that every unit of the host's roles is active; that something listens on every port of the port table
+It checks that the bootstrap finished; that the host's nftables guards are loaded (the instance metadata service
+closed to non-root users, and its roles' own); that the state volume is mounted by its label where the host has one;
+that every unit of the host's roles is active; that something listens on every port of the port table
 the host serves; that every TLS certificate chains to the local CA, is valid, matches its key and has more than
 30 days left (WARN otherwise: `pulumi up` renews it); and that every health endpoint answers 2xx over TLS verified
 against the local CA, on 127.0.0.1. Standard library and openssl only: it runs on a bare Ubuntu 24.04 host.
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 CHECKLIST = "/etc/nina/checklist.json"
-RENEW_WITHIN_DAYS = 30  # nina.pki_spec.EXPIRY_WARNING_DAYS: the preview warns then too
+RENEW_WITHIN_DAYS = 30  # nina.catalog.pki.EXPIRY_WARNING_DAYS: the preview warns then too
 # /proc/net files and the socket state that means "serving": TCP LISTEN; a bound UDP socket shows as CLOSE
 PROC_NET = {"tcp": (("tcp", "tcp6"), "0A"), "udp": (("udp", "udp6"), "07")}
 
@@ -37,13 +39,35 @@ PROC_NET = {"tcp": (("tcp", "tcp6"), "0A"), "udp": (("udp", "udp6"), "07")}
 @dataclass
 class Result:
     status: str  # PASS | WARN | FAIL
-    kind: str  # unit | port | tls | health
+    kind: str  # bootstrap | guard | mount | unit | port | tls | health
     name: str
     detail: str
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(cmd), capture_output=True, text=True, check=False, timeout=30)
+
+
+def check_bootstrap(marker: Path) -> Result:
+    if marker.is_file():
+        return Result("PASS", "bootstrap", "nina-bootstrap", f"finished {marker.read_text().strip()}")
+    return Result("FAIL", "bootstrap", "nina-bootstrap", f"{marker} is missing: a step failed (cloud-init status --long; sudo nina-bootstrap)")
+
+
+def check_guard(table: str) -> Result:
+    family, _, name = table.partition(" ")
+    listed = run("nft", "list", "table", family, name)
+    if listed.returncode == 0:
+        return Result("PASS", "guard", table, "loaded")
+    return Result("FAIL", "guard", table, "not loaded: " + (listed.stderr.strip().splitlines() or ["nft failed"])[-1])
+
+
+def check_mount(entry: dict[str, str]) -> Result:
+    label = run("findmnt", "--noheadings", "--output", "LABEL", "--mountpoint", entry["path"]).stdout.strip()
+    if label == entry["label"]:
+        return Result("PASS", "mount", entry["path"], f"the state volume ({label}) is mounted")
+    found = f"a filesystem labelled {label!r}" if label else "nothing (the root disk)"
+    return Result("FAIL", "mount", entry["path"], f"expected the state volume {entry['label']!r}, found {found}: systemctl status nina-state-volume")
 
 
 def check_unit(unit: str) -> Result:
@@ -108,7 +132,10 @@ def check(checklist: dict[str, Any], root: str = "") -> list[Result]:
 
     ca = at(checklist["ca"])
     serving = {protocol: listening_ports(protocol) for protocol in PROC_NET}
-    results = [check_unit(u) for u in checklist["units"]]
+    results = [check_bootstrap(at(checklist["bootstrap"]))]
+    results += [check_guard(g) for g in checklist["guards"]]
+    results += [check_mount(m) for m in checklist["mounts"]]
+    results += [check_unit(u) for u in checklist["units"]]
     results += [check_port(p, serving) for p in checklist["listening"]]
     results += [check_tls(t, ca, at) for t in checklist["tls"]]
     results += [check_health(h, ca) for h in checklist["health"]]
