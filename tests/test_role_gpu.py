@@ -106,8 +106,8 @@ def test_driver_and_dcgm_packages(gpu: dict[str, str]) -> None:
 def test_cuda_repository_is_signed_and_checked(gpu: dict[str, str]) -> None:
     script = gpu[BOOTSTRAP]
     # lib.sh's apt_repo accepts the key only with this fingerprint (tests/test_apt_repo.py runs it for real)
-    assert "repo=https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64" in script
-    assert f'apt_repo cuda "$repo/3bf863cc.pub" {CUDA_FINGERPRINT} "$repo/ /"' in script
+    repo = "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64"
+    assert f"apt_repo cuda {repo}/3bf863cc.pub {CUDA_FINGERPRINT} '{repo}/ /'" in script.splitlines()
 
 
 def test_cuda_repository_ranks_below_ubuntu(gpu: dict[str, str]) -> None:
