@@ -57,7 +57,7 @@ class Platform(pulumi.ComponentResource):
         _warn(cfg)
         env = cfg.environment
         self.network = NetworkPartition("net", env, cfg.cloud, cfg.network.segments, openvpn.router_routes(cfg), child)
-        self.security = SecurityGroups("sg", env, firewall.all_groups(cfg), firewall.plan(cfg), child)
+        self.security = SecurityGroups("sg", env, firewall.all_groups(cfg), firewall.plan(cfg), firewall.egress_plan(cfg), child)
         self.database = ManagedPostgres("postgres", env, cfg.database, self.network.networks["internal"].id, child)
         self.pki = Pki("pki", issuance(cfg), child)
         self.secrets = Secrets("secrets", cfg.secrets, child)

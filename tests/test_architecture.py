@@ -213,7 +213,7 @@ def test_a_new_web_role_is_one_row_its_port_rows_and_a_template_folder(tmp_path:
     # a security group admitting exactly the port row's sources
     assert ("openstack:networking/secGroup:SecGroup", "sg-docs") in resources
     rules = {name for (kind, name) in resources if kind == "openstack:networking/secGroupRule:SecGroupRule" and name.startswith("sg-docs-")}
-    assert rules == {"sg-docs-docs-from-ingress", "sg-docs-docs-from-monitoring"}
+    assert rules == {"sg-docs-docs-from-ingress", "sg-docs-docs-from-monitoring", "sg-docs-egress-all-to-anywhere", "sg-docs-egress-all-to-anywhere-ipv6"}
     # a certificate for its alias, delivered where the row says, and its secrets file resolved
     cert_inputs = resources[("tls:index/certRequest:CertRequest", "tls-hub-docs")]
     assert cert_inputs["dnsNames"][0] == "docs.test.nina.internal"

@@ -24,6 +24,7 @@ from conftest import (
 from nina.catalog.ports import (
     ADMIN,
     BASTION,
+    EGRESS,
     EVERY_HOST,
     PORTS,
     PUBLIC,
@@ -56,6 +57,8 @@ def actual_rules(preview: Preview) -> list[Rule]:
     rules = []
     for rule in preview.of_type(SECGROUP_RULE):
         i = rule["inputs"]
+        if i["direction"] == "egress":
+            continue  # the egress section below
         assert (i["direction"], i["ethertype"]) == ("ingress", "IPv4"), rule["name"]
         assert ("remoteIpPrefix" in i) != ("remoteGroupId" in i), f"{rule['name']}: needs exactly one source"
         assert i["securityGroupId"] in keys, f"{rule['name']}: securityGroupId is not a group of this stack"
@@ -210,7 +213,7 @@ def test_the_loopback_rows_exist() -> None:
 
 def two_tenancies() -> StackConfig:
     """The test stack plus a second federation with its own SuperLink, VPN and organisation; org-a is a member
-    of both (its SuperNode host then belongs to both tenancies)."""
+    of both, with a SuperNode host for each (tenants never share a VM)."""
     raw = raw_config("test")
     raw["nina:network"]["segments"]["org-c"] = "10.40.20.0/24"
     raw["nina:hosts"].update(
@@ -218,6 +221,7 @@ def two_tenancies() -> StackConfig:
             "superlink2": {"segment": "internal", "ip": "10.40.1.21", "flavor": "m3.medium", "roles": ["superlink"]},
             "vpn2": {"segment": "public", "ip": "10.40.0.31", "flavor": "m3.small", "roles": ["vpn"]},
             "org-c-sn1": {"segment": "org-c", "ip": "10.40.20.10", "flavor": "m3.medium", "roles": ["supernode"]},
+            "org-a-sn2": {"segment": "org-a", "ip": "10.40.10.11", "flavor": "m3.medium", "roles": ["supernode"]},
         }
     )
     raw["nina:organisations"]["org-c"] = {"display_name": "Org C", "hosting": "nectar", "segment": "org-c"}
@@ -229,7 +233,7 @@ def two_tenancies() -> StackConfig:
         "num_partitions": 2,
         "members": {
             "org-c": {"supernodes": [{"name": "oc1", "partition_id": 0, "host": "org-c-sn1", "public_key": "generate", "port": 9094}]},
-            "org-a": {"supernodes": [{"name": "oa1", "partition_id": 1, "host": "org-a-sn1", "public_key": "generate", "port": 9096}]},
+            "org-a": {"supernodes": [{"name": "oa1", "partition_id": 1, "host": "org-a-sn2", "public_key": "generate", "port": 9094}]},
         },
     }
     assert problems(raw) == []
@@ -268,7 +272,112 @@ def test_hosts_reach_only_their_own_tenancys_superlink(tenancies: tuple[StackCon
     assert can_reach(cfg, rules, "vpn2", "superlink2", *fleet)
     assert not can_reach(cfg, rules, "vpn2", "superlink", *fleet)
     assert not can_reach(cfg, rules, "vpn", "superlink2", *fleet)
-    # org-a is a member of both federations: its SuperNode host is in both tenancies.
+    # org-a is a member of both federations, with one host in each tenancy.
     assert can_reach(cfg, rules, "org-a-sn1", "superlink", *fleet)
-    assert can_reach(cfg, rules, "org-a-sn1", "superlink2", *fleet)
-    assert set(firewall.host_groups(cfg, cfg.hosts["org-a-sn1"])) >= {"supernode-test-fl", "supernode-other-fl"}
+    assert not can_reach(cfg, rules, "org-a-sn1", "superlink2", *fleet)
+    assert can_reach(cfg, rules, "org-a-sn2", "superlink2", *fleet)
+    assert not can_reach(cfg, rules, "org-a-sn2", "superlink", *fleet)
+
+
+# ------------------------------------------------------------------------------------------------------- egress
+# OpenStack gives every new group two rules, all IPv4 and all IPv6 out, unless it is created with
+# delete_default_rules. The evaluator below applies that, then the union of a port's groups' egress rules (security
+# groups only ever allow), as Neutron does.
+
+Out = tuple[str | None, int | None, int | None, str]  # (protocol or None = any, port min, port max, "cidr:" | "group:")
+
+
+def egress_by_group(preview: Preview) -> dict[str, set[Out]]:
+    keys = group_keys(preview)
+    rules: dict[str, set[Out]] = {key: set() for key in keys.values()}
+    for group in preview.of_type(SECGROUP):
+        if not group["inputs"].get("deleteDefaultRules"):
+            key = keys[resource_id(SECGROUP, group["name"])]
+            rules[key] |= {(None, None, None, "cidr:0.0.0.0/0"), (None, None, None, "cidr:::/0")}
+    for rule in preview.of_type(SECGROUP_RULE):
+        i = rule["inputs"]
+        if i["direction"] != "egress":
+            continue
+        assert ("remoteIpPrefix" in i) != ("remoteGroupId" in i), f"{rule['name']}: needs exactly one destination"
+        dest = f"group:{keys[i['remoteGroupId']]}" if "remoteGroupId" in i else f"cidr:{i['remoteIpPrefix']}"
+        if "remoteIpPrefix" in i:
+            assert i["ethertype"] == f"IPv{ipaddress.ip_network(i['remoteIpPrefix']).version}", rule["name"]
+        rules[keys[i["securityGroupId"]]].add((i.get("protocol"), i.get("portRangeMin"), i.get("portRangeMax"), dest))
+    return rules
+
+
+def host_egress(preview: Preview, host: str) -> set[Out]:
+    keys = group_keys(preview)
+    by_group = egress_by_group(preview)
+    return set().union(*(by_group[keys[i]] for i in preview.named(PORT, host)["inputs"]["securityGroupIds"]))
+
+
+def can_open(preview: Preview, source: str, protocol: str, port: int, destination: str) -> bool:
+    """May host `source` open a connection to `destination` (a host of the stack, or an outside address)?"""
+    keys = group_keys(preview)
+    target = preview.cfg.hosts.get(destination)
+    address = ipaddress.ip_address(str(target.ip) if target else destination)
+    target_groups = {keys[i] for i in preview.named(PORT, destination)["inputs"]["securityGroupIds"]} if target else set()
+    for proto, low, high, dest in host_egress(preview, source):
+        if proto not in (None, protocol) or (low is not None and not (low <= port <= (high or low))):
+            continue
+        kind, _, value = dest.partition(":")
+        if kind == "group" and value in target_groups:
+            return True
+        if kind == "cidr" and address in ipaddress.ip_network(value):
+            return True
+    return False
+
+
+def supernode_only(cfg: StackConfig, host: str) -> bool:
+    return all(r == "supernode" or not ROLES[r].assignable for r in cfg.hosts[host].roles)
+
+
+def test_every_group_is_created_without_openstacks_allow_all_egress(preview: Preview) -> None:
+    for group in preview.of_type(SECGROUP):
+        assert group["inputs"]["deleteDefaultRules"] is True, group["name"]
+
+
+def test_supernode_hosts_open_only_the_egress_table(previews: dict[str, Preview]) -> None:
+    """Rebuilt from the EGRESS rows and the config, not from nina.plan.firewall: a host that only runs SuperNodes
+    (next to data) may open its federations' SuperLinks, the resolvers, NTP and the package mirrors, nothing else."""
+    checked = 0
+    for preview in previews.values():
+        cfg = preview.cfg
+        servers = [f"cidr:{ipaddress.ip_network(ns)}" for ns in cfg.cloud.dns_nameservers] or [f"cidr:{s.cidr}" for s in cfg.network.segments.values()]
+        for name in cfg.hosts:
+            if not supernode_only(cfg, name):
+                continue
+            expected: set[Out] = set()
+            for row in EGRESS:
+                if row.destination == "superlink":
+                    dests = [f"group:superlink-{f.name}" for f in cfg.federations_served_by(name, "supernode")]
+                else:
+                    dests = servers if row.destination == "@nameservers" else ["cidr:0.0.0.0/0"]
+                expected |= {(row.protocol, row.port, row.port, d) for d in dests}
+            assert host_egress(preview, name) == expected, name
+            checked += 1
+    assert checked >= 2  # the premise: both stacks have SuperNode hosts
+
+
+def test_server_hosts_may_open_anything(preview: Preview) -> None:
+    for name in preview.cfg.hosts:
+        if not supernode_only(preview.cfg, name):
+            assert can_open(preview, name, "tcp", 25, "203.0.113.5"), name
+            assert {(None, None, None, "cidr:0.0.0.0/0"), (None, None, None, "cidr:::/0")} <= host_egress(preview, name)
+
+
+def test_a_supernode_host_cannot_reach_the_platforms_services_or_send_data_elsewhere(previews: dict[str, Preview]) -> None:
+    preview = previews["test"]
+    sn, superlink, hub = "org-a-sn1", "superlink", "hub"
+    assert can_open(preview, sn, "tcp", 9092, superlink)  # the Fleet API: what it is for
+    for port in (22, 9091, 9900):  # SSH, the SuperLink's loopback port, node exporters
+        assert not can_open(preview, sn, "tcp", port, superlink), port
+    for port in (8443, 9000, 8000, 3000, 22):  # Keycloak admin + management, JupyterHub, Grafana, SSH
+        assert not can_open(preview, sn, "tcp", port, hub), port
+    for port in (25, 587, 5432, 6443, 8080):  # mail, Postgres, anything else outside
+        assert not can_open(preview, sn, "tcp", port, "203.0.113.5"), port
+    assert not can_open(preview, sn, "udp", 1194, "203.0.113.5")
+    assert not can_open(preview, sn, "udp", 53, "203.0.113.5")  # DNS only to the stack's resolvers
+    assert can_open(preview, sn, "udp", 53, preview.cfg.cloud.dns_nameservers[0])
+    assert can_open(preview, sn, "tcp", 443, "203.0.113.5")  # PyPI / the archive (app users: the host firewall)

@@ -87,6 +87,8 @@ def test_servers_wait_for_delivered_material_and_forwarding_rules() -> None:
         for path in (layout.CA_TRUST_PATH, server_tls("vpn").key, layout.OPENVPN_TLS_CRYPT):
             assert f"ConditionPathExists={path}" in dropin
         assert "After=nina-vpn-forward.service" in dropin
+        # Requires=, not Wants=: rules that fail to load keep OpenVPN down instead of forwarding unfiltered.
+        assert "Requires=nina-vpn-forward.service" in dropin and "Wants=" not in dropin
         assert re.search(r"^net\.ipv4\.ip_forward\s*=\s*1$", files["/etc/sysctl.d/60-nina-vpn.conf"], re.M)
 
 

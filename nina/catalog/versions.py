@@ -10,9 +10,11 @@ from __future__ import annotations
 # Flower (shared/FLOWER.md): SuperLink, SuperNodes, the researchers' CLI and the site bundle.
 FLWR = "1.41.0"
 
-# Keycloak's official tarball (manual §4.1.2.9) and its sha256: change both together.
-KEYCLOAK = "26.7.0"
-KEYCLOAK_SHA256 = "f771df0aa1e4820f57d56f7d6d015beb6415487b43f8de7e5a6d48f8a7fe118a"
+# Keycloak's official tarball (manual §4.1.2.9): the newest 26.7 release (26.7.1-26.7.4 fix CVEs in 26.7.0), and the
+# sha256 of keycloak-26.7.4.tar.gz as downloaded from its GitHub release. The bootstrap refuses any other bytes, so a
+# wrong pin fails closed, printing what it got. Change both together (README: Upgrading).
+KEYCLOAK = "26.7.4"
+KEYCLOAK_SHA256 = "04823c336b797a7e18889a44262a7a64e6bf624cbbcc518c85e2622176ff2eee"
 
 # JupyterHub and the packages its config uses (§4.1.2.13), in the notebook role's venv.
 JUPYTERHUB_PACKAGES = ("jupyterhub==6.1.1", "oauthenticator==17.4.0", "dockerspawner==14.0.0", "jupyterhub-idle-culler==2.0.0")
