@@ -12,8 +12,9 @@ manual's listings. `fragment.yaml.j2` renders to:
     delivered:                      # after boot, over SSH: what changes in operation
       - {path: /usr/local/sbin/x, template: x.sh.j2, mode: "0755", units: ["enable:x.timer"]}
 
-cloud-init runs the bootstrap scripts in order from runcmd. They are idempotent, so re-running one by hand
-(`sudo /usr/local/lib/nina/bootstrap/20-superlink.sh`) is safe. Only non-secret, host-defining content goes into
+cloud-init's runcmd is one command, `nina-bootstrap`, which runs the bootstrap scripts in order and stops at the
+first that fails, so cloud-init reports the error and the delivery refuses the host. They are idempotent, so
+re-running one by hand (`sudo /usr/local/lib/nina/bootstrap/20-superlink.sh`) or all (`sudo nina-bootstrap`) is safe. Only non-secret, host-defining content goes into
 user-data: anything that changes in operation or is secret is delivered over SSH after boot.
 """
 
@@ -28,13 +29,14 @@ from typing import Any
 import jinja2
 import yaml
 
-from nina.catalog import databases, layout, ports, versions
-from nina.catalog.roles import DATABASES, ROLES, SYSTEM_GROUP, WEB_ROLES
+from nina.catalog import apt, databases, layout, ports, versions
+from nina.catalog.roles import APP_USERS, DATABASES, ROLES, SYSTEM_GROUP, WEB_ROLES
 from nina.config import Host, StackConfig
-from nina.plan import backups, flower, names, openvpn, public
+from nina.plan import apps, backups, flower, names, openvpn, public, quoting
 
 TEMPLATES = Path(__file__).parent / "templates"
 BOOTSTRAP_DIR = "/usr/local/lib/nina/bootstrap"
+BOOTSTRAP_RUNNER = "/usr/local/sbin/nina-bootstrap"
 # Nova accepts 65,535 bytes of base64: we keep far below so a growing role never hits it in production.
 SIZE_LIMIT = 16 * 1024
 
@@ -49,6 +51,8 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
+# A value from the stack reaches a shell, a unit, TOML or nginx only through its syntax's helper (nina/plan/quoting.py).
+_env.filters.update(sh=quoting.shell, unit=quoting.unit, toml=quoting.toml, nginx=quoting.nginx)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
             "supernodes": cfg.supernodes_on(host.name),
             "service_users": sorted({u for r in host.roles for u in ROLES[r].service_users} | ({databases.BACKUP_USER} if backed_up else set())),
             "venvs": sorted({venv for r in host.roles if (venv := ROLES[r].python_venv)}),
+            "runs_apps": any(ROLES[r].runs_apps for r in host.roles),
+            "apps_guard": apps.guard(host.roles, (s.cidr for s in cfg.network.segments.values())),
         }
     return {
         "cfg": cfg,
@@ -88,6 +94,9 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
         "databases": databases,  # §4.3.1's backups (nina/catalog/databases.py)
         "all_databases": DATABASES,
         "versions": versions,  # every pinned version (nina/catalog/versions.py)
+        "apt_repositories": apt.APT_REPOSITORIES,  # third-party APT repositories and their pinned keys
+        "bootstrap_dir": BOOTSTRAP_DIR,
+        "bootstrap_marker": layout.BOOTSTRAP_MARKER,
         "system_group": SYSTEM_GROUP,
         "flwr_version": versions.FLWR,
         **per_host,
@@ -110,10 +119,11 @@ class Fragment:
 
 
 def _files(name: str, ctx: dict[str, Any], entries: list[dict[str, Any]]) -> list[RenderedFile]:
+    # A template named with its folder (flower/...) is shared by several roles' fragments.
     return [
         RenderedFile(
             path=f["path"],
-            content=_env.get_template(f"{name}/{f['template']}").render({**ctx, **f.get("vars", {})}),
+            content=_env.get_template(f["template"] if "/" in f["template"] else f"{name}/{f['template']}").render({**ctx, **f.get("vars", {})}),
             owner=f.get("owner", "root:root"),
             mode=f.get("mode", "0755" if f["path"].endswith(".sh") else "0644"),
             units=tuple(f.get("units", ())),
@@ -146,7 +156,7 @@ def cloud_config(cfg: StackConfig, host: Host) -> dict[str, Any]:
     ctx = _context(cfg, host)
     packages: list[str] = []
     write_files: list[dict[str, Any]] = []
-    runcmd: list[list[str]] = []
+    steps = 0
     for index, name in enumerate(fragments(cfg, host)):
         fragment = render_fragment(name, ctx)
         packages += [p for p in fragment.packages if p not in packages]
@@ -155,11 +165,14 @@ def cloud_config(cfg: StackConfig, host: Host) -> dict[str, Any]:
         if fragment.bootstrap is not None:
             script = f"{BOOTSTRAP_DIR}/{index * 10:02d}-{name}.sh"
             write_files.append(_write_file(RenderedFile(script, fragment.bootstrap, "root:root", "0755")))
-            runcmd.append([script])
+            steps += 1
     users: list[Any] = ["default"]
     for user in ctx["service_users"]:
         # §4.1.2.1: system users with no shell, members of fl_system.
         users.append({"name": user, "system": True, "shell": "/usr/sbin/nologin", "groups": [SYSTEM_GROUP], "lock_passwd": True, "no_create_home": True})
+    if ctx["runs_apps"]:
+        # Researchers' apps and their SuperExec: a group of their own each, never fl_system (layout.APP_USER).
+        users += [{"name": user, "system": True, "shell": "/usr/sbin/nologin", "lock_passwd": True, "no_create_home": True} for user in APP_USERS]
     return {
         "hostname": host.name,
         "fqdn": names.fqdn(cfg, host.name),
@@ -174,7 +187,9 @@ def cloud_config(cfg: StackConfig, host: Host) -> dict[str, Any]:
         "disable_root": True,
         "packages": packages,
         "write_files": write_files,
-        "runcmd": runcmd,
+        # One command: cloud-init joins runcmd entries into one /bin/sh script whose status is its last line's, so a
+        # failing step among several would go unreported.
+        "runcmd": [[BOOTSTRAP_RUNNER]] if steps else [],
         "final_message": f"nina {cfg.environment} {host.name} ({', '.join(host.roles)}) bootstrapped after $UPTIME s",
     }
 

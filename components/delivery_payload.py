@@ -113,7 +113,10 @@ def service_env(src: Sources, host: Host) -> Iterable[Deliverable]:
 
 
 def flower_keys(src: Sources, host: Host) -> Iterable[Deliverable]:
-    """Generated SuperNode auth keys on the Nectar host that runs them; the SuperExec secret beside a SuperLink."""
+    """Generated SuperNode auth keys on the Nectar host that runs them, and the SuperExec secrets: each shared by a
+    SuperLink or SuperNode (user superlink/supernode, group superexec by its unit) and its SuperExec (user
+    superexec), never by the apps (layout.APP_USER)."""
+    shared = f"root:{layout.SUPEREXEC_USER}"
     for fed, sn in src.cfg.supernodes_on(host.name):
         key = src.pki.supernode_keys.get((fed.name, sn.name))
         if key is not None:
@@ -121,11 +124,12 @@ def flower_keys(src: Sources, host: Host) -> Iterable[Deliverable]:
             unit = (layout.supernode_unit(sn.name),)
             yield Deliverable(layout.supernode_key(sn.name), pulumi.Output.secret(key.private_key_openssh), owner, "0600", unit)
             yield Deliverable(layout.supernode_key(sn.name) + ".pub", key.public_key_openssh, owner, "0644", ())
+        units = (layout.supernode_unit(sn.name), layout.supernode_superexec_unit(sn.name))
+        secret = src.pki.superexec_secrets[(fed.name, sn.name)]
+        yield Deliverable(layout.supernode_superexec_secret(sn.name), secret, shared, "0640", () if fed.archived else units)
     for fed in src.cfg.federations_served_by(host.name, "superlink"):
-        if fed.name in src.pki.superexec_secrets:
-            owner = f"superlink:{SYSTEM_GROUP}"
-            units = (*layout.SUPERLINK_UNITS, layout.SUPEREXEC_UNIT)
-            yield Deliverable(layout.SUPERLINK_SUPEREXEC_SECRET, src.pki.superexec_secrets[fed.name], owner, "0600", units)
+        units = (*layout.SUPERLINK_UNITS, layout.SUPEREXEC_UNIT)
+        yield Deliverable(layout.SUPERLINK_SUPEREXEC_SECRET, src.pki.superexec_secrets[(fed.name, None)], shared, "0640", units)
 
 
 def vpn_keys(src: Sources, host: Host) -> Iterable[Deliverable]:

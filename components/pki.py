@@ -82,7 +82,7 @@ class Pki(pulumi.ComponentResource):
     supernode_keys: dict[tuple[str, str], tls.PrivateKey]  # (federation, SuperNode) -> generated auth key
     vpn_clients: dict[tuple[str, str], Issued]  # (federation, organisation) -> OpenVPN client certificate
     tls_crypt: dict[str, pulumi.Output[str]]  # federation -> OpenVPN tls-crypt key (secret)
-    superexec_secrets: dict[str, pulumi.Output[str]]  # federation -> SuperExec auth secret (isolation=process)
+    superexec_secrets: dict[tuple[str, str | None], pulumi.Output[str]]  # (federation, SuperNode or None) -> SuperExec secret
 
     def __init__(self, name: str, wanted: Issuance, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("nina:pki:Pki", name, None, opts)
@@ -108,9 +108,10 @@ class Pki(pulumi.ComponentResource):
         # Flower SuperNode authentication: an ECDSA P-384 key whose OpenSSH public half is registered.
         self.supernode_keys = {(fed, sn): _key(f"supernode-{fed}-{sn}", pki_spec.SUPERNODE_KEY, child) for fed, sn in wanted.supernode_keys}
         self.superexec_secrets = {}
-        for fed in wanted.superexec_secrets:
-            secret = random.RandomPassword(f"superexec-{fed}", length=48, special=False, opts=child)
-            self.superexec_secrets[fed] = pulumi.Output.secret(secret.result)
+        for fed, sn in wanted.superexec_secrets:
+            name = f"superexec-{fed}" if sn is None else f"superexec-{fed}-supernode-{sn}"
+            secret = random.RandomPassword(name, length=48, special=False, opts=child)
+            self.superexec_secrets[(fed, sn)] = pulumi.Output.secret(secret.result)
         self.tls_crypt = {}
         for fed in wanted.tls_crypt:
             static = random.RandomBytes(f"tls-crypt-{fed}", length=pki_spec.TLS_CRYPT_BYTES, opts=child)

@@ -224,6 +224,26 @@ def materialized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Preview]
     return run_previews(tmp_path_factory.mktemp("materialized"), "--materialize", "--show-secrets")
 
 
+@pytest.fixture(scope="session")
+def flower_lab(materialized: dict[str, Preview], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The test stack's SuperLink, SuperNode and JupyterHub hosts booted in namespaces (tests/flower_lab.py), shared by
+    the tests that run Flower across them. Needs root: skips without it, fails instead when NINA_REQUIRE_NETNS=1."""
+    from lab import unavailable
+
+    reason = unavailable()
+    if reason:
+        if os.environ.get("NINA_REQUIRE_NETNS") == "1":
+            pytest.fail(f"NINA_REQUIRE_NETNS=1 but the Flower lab cannot run: {reason}")
+        pytest.skip(f"Flower lab: {reason}")
+    from flower_lab import FlowerLab
+
+    lab = FlowerLab(materialized["test"], tmp_path_factory.mktemp("flower-lab"))
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
 # ----------------------------------------------------------------------------------------- raw configuration
 
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from conftest import DATA, HostRender, Preview
 from cloudinit import render
 from nina.catalog import databases, versions
 from nina.catalog.ports import NODE_EXPORTER_PORT
-from nina.catalog.roles import BASE_UNITS, ROLES, SYSTEM_GROUP
+from nina.catalog.roles import APP_USERS, BASE_UNITS, ROLES, SYSTEM_GROUP
 from nina.config import Host
 from nina.plan.backups import backed_up_on
 
@@ -153,10 +153,12 @@ def test_service_users_are_system_users_without_shell(preview: Preview) -> None:
         expected = {u for r in host.roles for u in ROLES[r].service_users}
         if backed_up_on(preview.cfg, host):  # the second table that makes users: §4.3.1's backups
             expected.add(databases.BACKUP_USER)
-        assert {u["name"] for u in users} == expected, host.name
+        # Researchers' apps and their SuperExec run as users of their own, never in fl_system (README: Threat model).
+        apps = set(APP_USERS) if any(ROLES[r].runs_apps for r in host.roles) else set()
+        assert {u["name"] for u in users} == expected | apps, host.name
         for user in users:
             assert user["system"] is True and user["shell"] == "/usr/sbin/nologin", user
-            assert SYSTEM_GROUP in user["groups"], user
+            assert (SYSTEM_GROUP in user.get("groups", ())) == (user["name"] not in apps), user
             assert user.get("lock_passwd", True) is True, user
 
 
@@ -187,9 +189,15 @@ def test_journald_size_is_limited(preview: Preview) -> None:
         assert parser["Journal"]["SystemMaxUse"], host.name
 
 
+SSHD_CANDIDATE, SSHD_LIVE = "/usr/local/lib/nina/sshd_config", "/etc/ssh/sshd_config.d/10-nina.conf"
+
+
 def test_sshd_is_hardened(preview: Preview) -> None:
     for host, rendered in hosts(preview):
-        confs = rendered.files(lambda p: p.startswith("/etc/ssh/sshd_config.d/") and p.endswith(".conf"))
+        # cloud-init writes a candidate; the base bootstrap installs it only once sshd accepts it (apply_sshd_config)
+        confs = rendered.files(lambda p: p == SSHD_CANDIDATE)
+        bootstrap = next(f["content"] for f in rendered.write_files if f["path"].endswith("-base.sh"))
+        assert f"apply_sshd_config {SSHD_CANDIDATE} {SSHD_LIVE}\n" in bootstrap
         settings = {}
         for conf in confs:
             for line in conf["content"].splitlines():
@@ -466,24 +474,37 @@ def test_verify_tolerates_only_executables_the_host_gets() -> None:
 # ---------------------------------------------------------------------------------------------------- nftables
 
 
-def nft_check(content: str) -> subprocess.CompletedProcess[str]:
+def nft_check(content: str, users: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """nft -c on a ruleset; with `users`, in a private mount namespace whose /etc (an overlay) has those users too."""
     if shutil.which("nft") is None:
         pytest.skip("nft is not installed (scripts/install-system-deps.sh installs nftables)")
-    with tempfile.NamedTemporaryFile("w", suffix=".nft") as f:
+    with tempfile.NamedTemporaryFile("w", suffix=".nft") as f, tempfile.TemporaryDirectory() as tmp:
         f.write(content)
         f.flush()
-        proc = subprocess.run(["nft", "-c", "-f", f.name], capture_output=True, text=True, check=False)
+        argv = ["nft", "-c", "-f", f.name]
+        if users:
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", with_users(users, tmp) + ' && exec "$@"', "sh", *argv]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if "Operation not permitted" in proc.stderr:
         pytest.skip("nft -c needs CAP_NET_ADMIN (.ci/run runs as root)")
     return proc
 
 
+def with_users(users: Sequence[str], tmp: str) -> str:
+    """Shell that overlays /etc (changes land in TMP, the machine's /etc is untouched) and adds system users."""
+    made = " && ".join(f"(id -u {u} >/dev/null 2>&1 || useradd --system --no-create-home {u})" for u in users)
+    return f"mkdir -p {tmp}/u {tmp}/w && mount -t overlay overlay -o lowerdir=/etc,upperdir={tmp}/u,workdir={tmp}/w /etc && {made}"
+
+
 def test_every_nft_ruleset_parses(preview: Preview) -> None:
+    """nft -c resolves the user names `meta skuid` matches (the apps guard's): it runs where the host's users, which
+    cloud-init creates before any guard loads, exist."""
     for host, rendered in hosts(preview):
         rulesets = rendered.files(lambda p: p.endswith(".nft"))
         assert rulesets, host.name
+        users = [u["name"] for u in rendered.cloud_config["users"] if u != "default"]
         for ruleset in rulesets:
-            proc = nft_check(ruleset["content"])
+            proc = nft_check(ruleset["content"], users)
             assert proc.returncode == 0, f"{host.name} {ruleset['path']}: {proc.stderr}"
 
 
@@ -536,3 +557,32 @@ def test_metadata_guard_blocks_non_root_only(previews: dict[str, Preview]) -> No
             server.kill()
             server.wait()
         subprocess.run(["ip", "netns", "delete", ns], check=False)
+
+
+def test_a_bad_ssh_configuration_keeps_the_previous_one_and_fails(tmp_path: Path, previews: dict[str, Preview]) -> None:
+    """apply_sshd_config (lib.sh) with a stand-in sshd that refuses a drop-in holding "Bad": the previous drop-in
+    stays, the step fails (so nina-bootstrap stops), and a good candidate is installed and ssh reloaded."""
+    lib = previews["test"].hosts["hub"].file("/usr/local/lib/nina/lib.sh")["content"]
+    (tmp_path / "lib.sh").write_text(lib)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    live = tmp_path / "sshd_config.d" / "10-nina.conf"
+    live.parent.mkdir()
+    (bin_dir / "sshd").write_text(f'#!/bin/sh\n! grep -q Bad {live}\n')
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/systemctl.log\n')
+    (bin_dir / "install").write_text('#!/bin/sh\nif [ "$1" = -d ]; then exit 0; fi\nexec /usr/bin/install "$@"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def apply(content: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "candidate").write_text(content)
+        script = f'. {tmp_path}/lib.sh; set -e; apply_sshd_config {tmp_path}/candidate {live}; echo applied'
+        return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, check=False)
+
+    good = apply("PasswordAuthentication no\n")
+    assert good.returncode == 0 and live.read_text() == "PasswordAuthentication no\n", good.stderr
+    bad = apply("Bad option\n")
+    assert bad.returncode != 0 and "applied" not in bad.stdout and "the previous configuration stays" in bad.stderr
+    assert live.read_text() == "PasswordAuthentication no\n" and not live.with_name("10-nina.conf.previous").exists()
+    assert (tmp_path / "systemctl.log").read_text().splitlines() == ["try-reload-or-restart ssh.service"]

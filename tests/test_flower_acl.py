@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Preview
-from test_flower_run import Processes, SuperLinkSite
+from superlink_site import Processes, SuperLinkSite
 
 from nina.catalog import layout
 from nina.plan import flower
@@ -30,6 +30,15 @@ def request(site: SuperLinkSite, source: str, path: str, method: str = "POST") -
     out = subprocess.run([*argv, f"https://127.0.0.1:{site.public}{path}"], capture_output=True, text=True, check=False).stdout
     body, _, code = out.rpartition("\n")
     return int(code or 0), body
+
+
+def post_size(site: SuperLinkSite, source: str, path: str, size: int, tmp: Path) -> int:
+    """The status a POST of `size` bytes gets (protobuf content type: the SuperLink's own answer is not 413)."""
+    body = tmp / f"body-{size}"
+    body.write_bytes(b"\0" * size)
+    argv = ["curl", "-s", "-o", "/dev/null", "--max-time", "30", "--interface", source, "--cacert", str(site.ca), "-w", "%{http_code}"]
+    argv += ["-H", "Content-Type: application/protobuf", "--data-binary", f"@{body}", f"https://127.0.0.1:{site.public}{path}"]
+    return int(subprocess.run(argv, capture_output=True, text=True, check=False).stdout or 0)
 
 
 def refused_by_proxy(site: SuperLinkSite, source: str, path: str, method: str = "POST") -> bool:
@@ -81,6 +90,13 @@ def test_path_acl_with_real_requests(materialized: dict[str, Preview], tmp_path:
         for source in SOURCES:
             for path in ("/docs", "/openapi.json", "/v1/runtime/acquire-task", "/"):
                 assert refused_by_proxy(site, source, path, "GET" if path in ("/docs", "/openapi.json", "/") else "POST"), (source, path)
+        # Bodies are capped before anyone is authenticated: Flower's largest (a 5 MiB array chunk, a 10 MiB FAB) pass.
+        mib = 1024 * 1024
+        assert post_size(site, FLEET, fleet, 6 * mib, tmp_path) not in (0, 413)
+        assert post_size(site, FLEET, fleet, 17 * mib, tmp_path) == 413
+        assert post_size(site, CONTROL, "/v1/control/start-run", 11 * mib, tmp_path) not in (0, 413)
+        assert post_size(site, CONTROL, "/v1/control/start-run", 17 * mib, tmp_path) == 413
+        assert post_size(site, CONTROL, "/v1/control/list-runs", 2 * mib, tmp_path) == 413
         # The same paths straight at the SuperLink answer: the proxy, not the SuperLink, is what refuses them.
         direct = subprocess.run(
             ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(site.ca), f"https://127.0.0.1:{site.loopback}/openapi.json"],

@@ -81,17 +81,19 @@ def test_adding_or_removing_a_supernode_touches_only_that_supernode(project_copy
     assert _changes(before, after_add) == {
         f"{COMMAND}::register-test-fl-sn3",
         "tls:index/privateKey:PrivateKey::supernode-test-fl-sn3",
+        "random:index/randomPassword:RandomPassword::superexec-test-fl-supernode-sn3",  # its SuperExec's secret
         f"{COMMAND}::deliver-org-a-sn1",  # sn3's key and supernode.conf (and num-partitions=3 for its neighbours)
     }
     assert _changes(before, after_remove) == {
         f"{COMMAND}::register-test-fl-sn2",
         "tls:index/privateKey:PrivateKey::supernode-test-fl-sn2",
+        "random:index/randomPassword:RandomPassword::superexec-test-fl-supernode-sn2",
         f"{COMMAND}::deliver-org-a-sn1",
     }
     # The delivery of the host that runs it now enables the new instance.
     payload = json.loads(after_add[(COMMAND, "deliver-org-a-sn1")]["stdin"])
     units = {u for f in payload["files"] for u in f["units"]}
-    assert "enable:supernode@sn3.service" in units
+    assert {"enable:supernode@sn3.service", "enable:supernode-superexec@sn3.service"} <= units
 
 
 def test_registration_commands_run_on_the_superlink_host_against_loopback(materialized: dict[str, Preview]) -> None:
@@ -126,9 +128,11 @@ def test_supernode_conf_quotes_strings_for_flower(previews: dict[str, Preview]) 
     fed = cfg.federations["uat-cardiac"]
     ob = next(sn for sn in fed.supernodes if sn.name == "ob-sn1")
     assert flower.node_config(fed, ob) == 'partition-id=1 num-partitions=2 data-path="/media/data/cardiac"'
-    conf = render_template("supernode/supernode.conf.j2", cfg, federation=fed.name, supernode=ob.name, ca_path=layout.CA_PEM)
+    secret = layout.supernode_superexec_secret(ob.name)
+    conf = render_template("supernode/supernode.conf.j2", cfg, federation=fed.name, supernode=ob.name, ca_path=layout.CA_PEM, superexec_secret=secret)
     assert "SUPERLINK=superlink-uat-cardiac.uat.nina.internal:9092\n" in conf
     assert f"AUTH_SUPERNODE_PRIVATE_KEY={layout.supernode_key('ob-sn1')}\n" in conf and "ISOLATION=process\n" in conf
+    assert f"SUPEREXEC_AUTH_SECRET_FILE={secret}\n" in conf
 
 
 def test_archived_federation_freezes_membership() -> None:
@@ -165,10 +169,12 @@ def test_archived_federation_stops_its_nectar_supernodes_and_runs() -> None:
 def test_superlink_flags(previews: dict[str, Preview]) -> None:
     test = previews["test"].hosts["superlink"].file("/etc/flwr/superlink/superlink.conf")["content"]
     uat = previews["uat"].hosts["superlink"].file("/etc/flwr/superlink/superlink.conf")["content"]
-    assert "SUPERNODE_AUTH=1\n" in test and "RUNTIME_DEPENDENCY_INSTALLATION=0\n" in test and "SUPEREXEC_AUTH_SECRET_FILE=\n" in test
-    assert f"SUPEREXEC_AUTH_SECRET_FILE={layout.SUPERLINK_SUPEREXEC_SECRET}\n" in uat and "ISOLATION=process\n" in uat
-    uat_files = {f["path"] for f in previews["uat"].hosts["superlink"].write_files}
-    assert f"/etc/systemd/system/{layout.SUPEREXEC_UNIT}" in uat_files
+    assert "SUPERNODE_AUTH=1\n" in test and "RUNTIME_DEPENDENCY_INSTALLATION=0\n" in test
+    for conf, stack in ((test, "test"), (uat, "uat")):
+        # Every federation's ServerApps run in a SuperExec of their own user (README: Threat model).
+        assert f"SUPEREXEC_AUTH_SECRET_FILE={layout.SUPERLINK_SUPEREXEC_SECRET}\n" in conf and "ISOLATION=process\n" in conf
+        files = {f["path"] for f in previews[stack].hosts["superlink"].write_files}
+        assert f"/etc/systemd/system/{layout.SUPEREXEC_UNIT}" in files
     unit = previews["test"].hosts["superlink"].file("/etc/systemd/system/superlink.service")["content"]
     for line in ("User=superlink", "Restart=always", f"ConditionPathExists={server_tls('superlink').cert}", "ProtectSystem=strict", "FLWR_TELEMETRY_ENABLED=0"):
         assert line in unit

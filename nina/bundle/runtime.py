@@ -5,15 +5,23 @@ from __future__ import annotations
 
 from cloudinit import render_template
 from nina.bundle.context import Files, SiteContext
+from nina.catalog import layout
+from nina.catalog.roles import ROLES
 from nina.catalog.versions import FLWR
-from nina.plan import flower, names
+from nina.plan import apps, flower, names
 
 
 def files(ctx: SiteContext) -> Files:
     cfg = ctx.cfg
+    venv = ROLES["supernode"].python_venv
     out: Files = {
         "opt/flwr/supernode/run_supernode.sh": (render_template("supernode/run_supernode.sh.j2", cfg), 0o755),
         "etc/systemd/system/supernode@.service": (render_template("supernode/supernode@.service.j2", cfg), 0o644),
+        # ClientApps as their own user, away from the key, reaching only their SuperNode (README: Threat model).
+        "etc/systemd/system/supernode-superexec@.service": (render_template("supernode/supernode-superexec@.service.j2", cfg), 0o644),
+        layout.APP_LAUNCHER.lstrip("/"): (render_template("flower/launch-app.sh.j2", cfg, venv=venv), 0o755),
+        layout.APPS_GUARD.lstrip("/"): (render_template("flower/apps-guard.nft.j2", cfg, apps_guard=apps.guard(("supernode",))), 0o644),
+        f"etc/systemd/system/{layout.APPS_GUARD_UNIT}": (render_template("flower/nina-apps-guard.service.j2", cfg), 0o644),
     }
     for variant in ("cpu", "cuda"):
         out[f"docker/Dockerfile.{variant}"] = (render_template("supernode/bundle/Dockerfile.j2", cfg, variant=variant), 0o644)

@@ -13,7 +13,10 @@ def files(ctx: SiteContext) -> Files:
     out: Files = {}
     for fed, sn in ctx.supernodes:
         ca_path = f"{layout.supernode_dir(sn.name)}/certs/ca.pem"
-        conf = render_template("supernode/supernode.conf.j2", ctx.cfg, federation=fed.name, supernode=sn.name, ca_path=ca_path)
+        conf = render_template(
+            "supernode/supernode.conf.j2", ctx.cfg, federation=fed.name, supernode=sn.name, ca_path=ca_path,
+            superexec_secret=layout.supernode_superexec_secret(sn.name),  # the site makes it (README, step 3)
+        )
         out[f"{layout.supernode_dir(sn.name).lstrip('/')}/supernode.conf"] = (conf, 0o644)
         out[ca_path.lstrip("/")] = (ctx.ca_pem, 0o644)
     return out

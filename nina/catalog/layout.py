@@ -13,9 +13,14 @@ from __future__ import annotations
 CA_TRUST_PATH = "/usr/local/share/ca-certificates/nina-local-ca.crt"  # update-ca-certificates picks it up
 CA_PEM = "/etc/ssl/certs/nina-local-ca.pem"  # the same CA, at a fixed absolute path for flwr and nginx
 SECRETS_DIR = "/etc/nina/secrets"  # root:fl_system 0750; one env file per service
+STATE_DIR = "/var/lib/nina"  # on the host's state volume when it has one (§4.1.1), which outlives the VM
+STATE_LABEL = "nina-state"  # the state volume's filesystem label
 DELIVER_COMMAND = "/usr/local/sbin/nina-deliver"  # nina/onhost/nina_deliver.py, installed by each delivery
 CHECK_COMMAND = "/usr/local/sbin/nina-check"  # nina/onhost/nina_check.py (§4.2)
 CHECKLIST_PATH = "/etc/nina/checklist.json"  # what nina-check checks (nina/plan/checklist.py)
+# Written by nina-bootstrap when every bootstrap step succeeded; per cloud-init instance, so a replaced VM starts
+# without it. The SSH delivery refuses a host without it.
+BOOTSTRAP_MARKER = "/var/lib/cloud/instance/nina-bootstrapped"
 
 # ------------------------------------------------------------------------------------------------------ OpenVPN
 # One tenancy's OpenVPN server runs as two instances of the stock unit: UDP 1194 and the TCP 443 fallback.
@@ -27,11 +32,25 @@ OPENVPN_CCD_DIR = "/etc/openvpn/server/ccd"
 OPENVPN_CRL_DIR = "/etc/openvpn/server/crl"
 
 # ------------------------------------------------------------------------------------------------------- Flower
-SUPERLINK_SUPEREXEC_SECRET = "/etc/flwr/superlink/certs/superexec.secret"
+# Researchers' code (ServerApps beside the SuperLink, ClientApps beside each SuperNode) runs as APP_USER. Its
+# flower-superexec runs as SUPEREXEC_USER, holds the SuperExec secret and starts each app through APP_LAUNCHER, which
+# drops to APP_USER. Neither user is in fl_system, so neither reads the SuperLink's or SuperNodes' keys, state or
+# secrets; nftables (the apps guard) keeps both off the platform's ports. README "Threat model".
+SUPEREXEC_USER = "superexec"
+APP_USER = "flwr-app"
+APP_HOME = "/var/lib/nina/flwr-app"  # the apps' HOME and FLWR_HOME (installed FABs); APP_USER's alone
+APP_LAUNCHER = "/usr/local/lib/nina/flwr-app/launch"
+APP_LAUNCHER_DIR = "/usr/local/lib/nina/flwr-app/bin"  # first on the SuperExec's PATH: each app command -> APP_LAUNCHER
+# What flower-superexec may start (flwr's TASK_TYPE_TO_COMMAND): each one only as APP_USER.
+APP_COMMANDS = ("flwr-serverapp", "flwr-clientapp", "flwr-simulation", "flwr-agentapp", "flwr-model", "flwr-connector")
+APPS_GUARD = "/etc/nina/apps-guard.nft"
+APPS_GUARD_UNIT = "nina-apps-guard.service"
+SUPEREXEC_DIR = "/etc/flwr/superexec"  # root:superexec 0750: the SuperExec secrets, read by the SuperExec and its peer
+SUPERLINK_SUPEREXEC_SECRET = f"{SUPEREXEC_DIR}/superlink.secret"
 # The flwr connections researchers use (nina/plan/flower.config_toml), on the JupyterHub host.
 FLWR_RESEARCHER_CONFIG = "/etc/jupyterhub/flwr-config.toml"
 SUPERLINK_UNITS = ("superlink.service",)
-SUPEREXEC_UNIT = "superlink-superexec.service"  # isolation=process: the SuperExec beside the SuperLink
+SUPEREXEC_UNIT = "superlink-superexec.service"  # the SuperExec beside the SuperLink: it starts the ServerApps
 SUPERLINK_PROXY_UNIT = "superlink-proxy.service"  # nginx enforcing which networks reach which SuperLink API path
 SUPERLINK_ACL_DIR = "/etc/nginx/superlink-acl"  # its allow lists, delivered: membership changes in operation
 
@@ -39,6 +58,15 @@ SUPERLINK_ACL_DIR = "/etc/nginx/superlink-acl"  # its allow lists, delivered: me
 def supernode_unit(name: str) -> str:
     """One systemd instance per SuperNode on a host (supernode@.service)."""
     return f"supernode@{name}.service"
+
+
+def supernode_superexec_unit(name: str) -> str:
+    """The SuperExec beside SuperNode `name`: it starts the ClientApps (supernode-superexec@.service)."""
+    return f"supernode-superexec@{name}.service"
+
+
+def supernode_superexec_secret(name: str) -> str:
+    return f"{SUPEREXEC_DIR}/{name}.secret"
 
 
 def supernode_dir(name: str) -> str:

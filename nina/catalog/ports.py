@@ -30,6 +30,7 @@ class Port:
     sources: tuple[str, ...]  # roles or PUBLIC/ADMIN/BASTION; empty = loopback only
     manual: str  # the §3.3.1 row it comes from, or why it differs
     health: str = ""  # "<scheme>:<path>" the service answers on this port when healthy (nina-check asks it locally)
+    for_apps: bool = False  # researchers' apps on the host may open it (the apps guard closes every other listener)
 
     @property
     def loopback_only(self) -> bool:
@@ -39,13 +40,16 @@ class Port:
         return self.protocol == protocol and self.port <= port <= self.port_max
 
 
-def _p(name: str, role: str, protocol: str, port: int | tuple[int, int], sources: tuple[str, ...], manual: str, health: str = "") -> Port:
+def _p(
+    name: str, role: str, protocol: str, port: int | tuple[int, int], sources: tuple[str, ...], manual: str, health: str = "", for_apps: bool = False
+) -> Port:
     low, high = port if isinstance(port, tuple) else (port, port)
-    return Port(name, role, protocol, low, high, sources, manual, health)
+    return Port(name, role, protocol, low, high, sources, manual, health, for_apps)
 
 
 SUPERLINK_PORT = 9092
 SUPERLINK_LOOPBACK_PORT = 9091  # the manual's old Fleet port, free since flwr 1.41 serves everything on one port
+SUPERLINK_RUNTIME_PORT = 9089  # the runtime API alone, for ServerApps (superlink-proxy passes /v1/runtime/ only)
 SUPERNODE_PORTS = (9094, 9099)
 NODE_EXPORTER_PORT = 9900
 
@@ -69,7 +73,10 @@ PORTS: tuple[Port, ...] = (
     # The SuperLink itself listens on loopback; the nginx in front of it owns "superlink" and enforces who may reach
     # which API path (README: Federations). The SuperExec and the registration commands use this port directly.
     _p("superlink-loopback", "superlink", "tcp", SUPERLINK_LOOPBACK_PORT, (), "Flower SuperLink behind its ACL proxy; loopback only"),
-    _p("supernode-clientappio", "supernode", "tcp", SUPERNODE_PORTS, (), "SuperNode ClientAppIO 9094-9099; loopback in flwr 1.41"),
+    # ServerApps reach the SuperLink only here: the runtime API's paths, through superlink-proxy (Flower serves the
+    # Control API, unauthenticated, on the same loopback port as the runtime API).
+    _p("superlink-runtime", "superlink", "tcp", SUPERLINK_RUNTIME_PORT, (), "ServerApps' runtime API (/v1/runtime/ only); loopback", for_apps=True),
+    _p("supernode-clientappio", "supernode", "tcp", SUPERNODE_PORTS, (), "SuperNode ClientAppIO 9094-9099; loopback in flwr 1.41", for_apps=True),
     # JupyterHub's own API for the single-user containers: bound to the Docker bridge, never to the host network.
     _p("jupyterhub-hub-api", "notebook", "tcp", 8081, (), "JupyterHub hub API; Docker bridge only (§4.1.2.13)"),
     _p("configurable-http-proxy-api", "notebook", "tcp", 8001, (), "configurable-http-proxy REST API; loopback only"),
@@ -80,6 +87,36 @@ PORTS: tuple[Port, ...] = (
     _p("blackbox-exporter", "monitoring", "tcp", 9115, (), "Prometheus blackbox exporter (SuperLink /health, TLS expiry probes); loopback"),
     _p("dcgm-exporter", "gpu", "tcp", 9400, ("monitoring",), "DCGM exporter 9400 (§5.1.1)"),
 )
+
+# ------------------------------------------------------------------------------------------------------ egress
+# What a host may open. Server roles' groups allow every outbound connection (they fetch packages, mail alerts, call
+# Keycloak and Nectar's APIs). A host that only runs SuperNodes sits next to data: its groups allow the rows below and
+# nothing else (the SuperNode's host firewall then keeps ClientApps off even these, README "Threat model"). The base
+# and bastion groups and add-on roles (gpu) add no egress: a host's other groups decide.
+
+ANYWHERE = "@anywhere"
+NAMESERVERS = "@nameservers"  # nina:cloud.dns_nameservers, or the network partition's segments (Neutron's resolver)
+
+
+@dataclass(frozen=True)
+class Egress:
+    name: str
+    role: str  # the role whose hosts are held to these rows
+    protocol: str
+    port: int
+    destination: str  # a role (its group; the same federation's if tenancy-scoped), ANYWHERE or NAMESERVERS
+    why: str
+
+
+EGRESS: tuple[Egress, ...] = (
+    Egress("superlink", "supernode", "tcp", SUPERLINK_PORT, "superlink", "the Fleet API of the federation's own SuperLink"),
+    Egress("dns-udp", "supernode", "udp", 53, NAMESERVERS, "name resolution"),
+    Egress("dns-tcp", "supernode", "tcp", 53, NAMESERVERS, "name resolution (large answers)"),
+    Egress("ntp", "supernode", "udp", 123, ANYWHERE, "time: certificates and tokens are checked against it"),
+    Egress("http", "supernode", "tcp", 80, ANYWHERE, "the Ubuntu archive; cloud-init's metadata service (169.254.169.254)"),
+    Egress("https", "supernode", "tcp", 443, ANYWHERE, "flwr and its Python packages from PyPI; security updates"),
+)
+EGRESS_LIMITED_ROLES = frozenset(e.role for e in EGRESS)
 
 # Managed PostgreSQL (Trove, §4.1.2.8) is not a host role: Trove owns its instance's security group, so the stack
 # cannot attach ours. It sits on the internal segment and only keycloak and grafana hold credentials.

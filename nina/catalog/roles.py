@@ -23,6 +23,10 @@ from nina.catalog.databases import Database
 # Every host, whatever its roles (§4.1.2.1: "this needs to be executed on all servers").
 SYSTEM_GROUP = "fl_system"
 BASE_UNITS = ("ssh.service", "prometheus-node-exporter.service")
+# The users researchers' apps and their SuperExec run as, on hosts whose roles run apps: not in fl_system.
+APP_USERS = (layout.SUPEREXEC_USER, layout.APP_USER)
+# nftables tables every host loads: only root may ask the instance metadata service (user-data is readable there).
+BASE_GUARDS = ("inet nina_metadata_guard",)
 
 # Where a role may sit: the kinds of segment of nina:network.segments (§3.3).
 PUBLIC, INTERNAL, ORGANISATION = "public", "internal", "organisation"
@@ -151,6 +155,9 @@ class Role:
     credentials: tuple[Credential, ...] = ()
     databases: tuple[Database, ...] = ()  # §4.3.1; the role's host backs them up
     reload_on_hosts_change: tuple[str, ...] = ()  # units that read peers' addresses from /etc/hosts only at start
+    guards: tuple[str, ...] = ()  # nftables tables ("family name") the role's host must have loaded (nina-check)
+    runs_apps: bool = False  # researchers' apps run here: the SuperExec and app users, their launcher and guard
+    apps_reach_internet: bool = False  # its apps may open public addresses (never private ones, never this host's ports)
 
     def alias_for(self, federation: str) -> str:
         assert self.alias is not None
@@ -222,6 +229,7 @@ ROLES: dict[str, Role] = {
             public=PublicService("flhub", "jupyterhub"),
             oidc_client=OidcClient("jupyterhub", "/hub/oauth_callback", pkce=True),
             credentials=(Credential("configproxy-auth-token"), Credential("jupyterhub-crypt-key", length=32, hex_bytes=True)),
+            guards=("inet nina_jupyter_guard",),
         ),
         Role(
             "superlink",
@@ -229,11 +237,15 @@ ROLES: dict[str, Role] = {
             SERVER_SEGMENTS,
             service_users=("superlink",),
             python_venv="/opt/python/flower_env",
-            units=("superlink.service", layout.SUPERLINK_PROXY_UNIT),
+            units=("superlink.service", layout.SUPERLINK_PROXY_UNIT, layout.SUPEREXEC_UNIT, layout.APPS_GUARD_UNIT),
             tenancy_scoped=True,
             alias="superlink-{federation}",
             # nginx in front of the SuperLink serves the same certificate
             tls=ServerTls("/etc/flwr/superlink/certs/server.pem", "/etc/flwr/superlink/certs/server.key", "superlink:fl_system", ("superlink.service", layout.SUPERLINK_PROXY_UNIT)),
+            guards=("inet nina_apps",),
+            runs_apps=True,
+            # ServerApps hold no site's data: runtime dependency installs (uv) and public datasets are allowed.
+            apps_reach_internet=True,
         ),
         Role(
             "supernode",
@@ -241,8 +253,11 @@ ROLES: dict[str, Role] = {
             frozenset({ORGANISATION}),
             service_users=("supernode",),
             python_venv="/opt/python/flower_env",
-            units=("supernode@.service",),  # one instance per SuperNode on the host (layout.supernode_unit)
+            # one instance each per SuperNode on the host (layout.supernode_unit, layout.supernode_superexec_unit)
+            units=("supernode@.service", "supernode-superexec@.service", layout.APPS_GUARD_UNIT),
             tenancy_scoped=True,
+            guards=("inet nina_apps",),
+            runs_apps=True,
         ),
         Role(
             "vpn",
@@ -253,6 +268,7 @@ ROLES: dict[str, Role] = {
             tenancy_scoped=True,
             alias="vpn-{federation}",
             tls=ServerTls("/etc/openvpn/server/server.crt", "/etc/openvpn/server/server.key", "root:root", layout.OPENVPN_SERVER_UNITS),
+            guards=("inet nina_vpn",),
         ),
         Role(
             "monitoring",

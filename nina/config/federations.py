@@ -17,13 +17,17 @@ from nina.config.model import (
     Revocation,
     SuperNode,
 )
-from nina.config.reader import Reader
+from nina.config.reader import Reader, show
 
-ISOLATION_MODES = ("subprocess", "process")
+# Only `process`: with `subprocess` the SuperLink and SuperNodes run researchers' apps as their own users, next to
+# their keys (README "Threat model"). The key stays so a stack can say it, and a stack saying otherwise is told why.
+ISOLATION_MODES = ("process",)
 FEDERATION_TYPES = ("deployment", "simulation")
 # Flower refuses Ed25519/RSA SuperNode keys (shared/FLOWER.md): NIST curves only.
 SUPERNODE_KEY_CURVES = {"ecdsa-sha2-nistp256": 256, "ecdsa-sha2-nistp384": 384, "ecdsa-sha2-nistp521": 521}
-NODE_CONFIG_KEY = re.compile(r"^[a-z][a-z0-9_-]*$")
+NODE_CONFIG_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+# What a SuperNode's --node-config carries (a data path, a site label): text a shell, TOML and Flower take as it is.
+NODE_CONFIG_VALUE = re.compile(r"[A-Za-z0-9._/:@+-]{1,256}")
 
 
 def parse_federations(r: Reader, raw: Any, hosts: Mapping[str, Host], orgs: Mapping[str, Organisation]) -> dict[str, Federation]:
@@ -116,7 +120,7 @@ def parse_federations(r: Reader, raw: Any, hosts: Mapping[str, Host], orgs: Mapp
             superlink_host=superlink or "",
             vpn_host=vpn,
             vpn_client_range=vpn_range,
-            isolation=r.choice(d, "isolation", path, ISOLATION_MODES, "subprocess"),
+            isolation=_isolation(r, d, path),
             num_partitions=num,
             runtime_dependency_installation=r.boolean(d, "runtime_dependency_installation", path, False),
             archived=r.boolean(d, "archived", path, False),
@@ -124,12 +128,44 @@ def parse_federations(r: Reader, raw: Any, hosts: Mapping[str, Host], orgs: Mapp
             supernodes=tuple(supernodes),
             revoked=revoked,
         )
+    _check_one_tenancy_per_host(r, feds)
     for host in hosts.values():
         if host.has("superlink") and host.name not in superlinks_taken:
             r.problem(f"nina:hosts.{host.name}.roles", "carries superlink but no federation in nina:federations uses it")
         if host.has("supernode") and not any(h == host.name for h, _ in host_ports):
             r.problem(f"nina:hosts.{host.name}.roles", "carries supernode but no SuperNode in nina:federations runs on it")
     return feds
+
+
+def _isolation(r: Reader, d: dict[str, Any], path: str) -> str:
+    if d.get("isolation", "process") != "process":
+        r.problem(
+            f"{path}.isolation",
+            f"{show(d['isolation'])} is not supported: only 'process' runs researchers' ServerApps and ClientApps as a user of "
+            "their own, away from the SuperLink's and SuperNodes' keys (README: Threat model)",
+        )
+    return "process"
+
+
+def _check_one_tenancy_per_host(r: Reader, feds: Mapping[str, Federation]) -> None:
+    """A Nectar host runs the SuperNodes of one federation: tenants never share a VM (its users, disk, network)."""
+    first: dict[str, str] = {}
+    for fed in feds.values():
+        for sn in fed.supernodes:
+            if sn.host is None:
+                continue
+            owner = first.setdefault(sn.host, fed.name)
+            if owner != fed.name:
+                r.problem(
+                    f"nina:federations.{fed.name}.members.{sn.organisation}.supernodes[{_index(fed, sn)}].host",
+                    f"host {sn.host!r} already runs SuperNodes of federation {owner!r}: each federation's SuperNodes need "
+                    "hosts of their own (tenants never share a VM)",
+                )
+
+
+def _index(fed: Federation, sn: SuperNode) -> int:
+    """The SuperNode's position in its organisation's list (the key a stack author reads)."""
+    return [o.name for o in fed.supernodes if o.organisation == sn.organisation].index(sn.name)
 
 
 def _parse_revoked(r: Reader, raw: Any, path: str) -> tuple[Revocation, ...]:
@@ -153,11 +189,11 @@ def _parse_revoked(r: Reader, raw: Any, path: str) -> tuple[Revocation, ...]:
             serial = int(digits, 16) if isinstance(text, str) and digits else -1
         except ValueError:
             serial = -1
-        if serial <= 0:
-            r.problem(f"{p}.serial", f"{text!r} must be the certificate serial in hex, as `openssl x509 -noout -serial` prints it (quoted)")
+        if serial <= 0 or serial >= 1 << 160:  # RFC 5280: at most 20 octets
+            r.problem(f"{p}.serial", f"{str(text)[:60]!r} must be the certificate serial in hex (at most 40 digits), as `openssl x509 -noout -serial` prints it (quoted)")
         elif any(x.serial == serial for x in out):
             r.problem(f"{p}.serial", "is listed twice")
-        out.append(Revocation(org, serial, r.string(d, "reason", p, "unspecified")))
+        out.append(Revocation(org, serial, r.text(d, "reason", p, "unspecified")))
     return tuple(out)
 
 
@@ -223,7 +259,7 @@ def _parse_supernode(
         if public_key in keys_seen:
             r.problem(f"{path}.public_key", f"the same key is already registered for {keys_seen[public_key]}")
         keys_seen[public_key] = path
-    host = d.get("host")
+    host = r.string(d, "host", path, "")
     if organisation is not None and organisation.hosting == "nectar":
         if not host:
             r.problem(f"{path}.host", "is required for a Nectar-hosted SuperNode (the host in the organisation's segment)")
@@ -238,17 +274,17 @@ def _parse_supernode(
     port = r.integer(d, "port", path, default=SUPERNODE_PORTS[0], minimum=0)
     if not SUPERNODE_PORTS[0] <= port <= SUPERNODE_PORTS[1]:
         r.problem(f"{path}.port", f"{port} is outside the SuperNode range {SUPERNODE_PORTS[0]}-{SUPERNODE_PORTS[1]} (§3.3.1)")
-    if isinstance(host, str) and host:
+    if host:
         if (host, port) in host_ports:
             r.problem(f"{path}.port", f"{port} on host {host} is already used by SuperNode {host_ports[(host, port)]}; give each SuperNode on a host its own port")
         host_ports.setdefault((host, port), name)
     node_config = r.mapping(d.get("node_config"), f"{path}.node_config")
     clean: dict[str, str] = {}
     for k, v in node_config.items():
-        if k in ("partition-id", "num-partitions") or not NODE_CONFIG_KEY.match(k):
-            r.problem(f"{path}.node_config.{k}", "is reserved or not a valid node-config key")
-        elif isinstance(v, bool) or not isinstance(v, (str, int, float)) or (isinstance(v, str) and (" " in v or "=" in v or '"' in v)):
-            r.problem(f"{path}.node_config.{k}", f"{v!r} must be a number or a string without spaces, '=' or quotes")
+        if k in ("partition-id", "num-partitions") or not NODE_CONFIG_KEY.fullmatch(k):
+            r.problem(f"{path}.node_config.{k[:40]}", "is reserved or not a valid node-config key (lowercase letters, digits, '_' and '-')")
+        elif isinstance(v, bool) or not isinstance(v, (str, int, float)) or not NODE_CONFIG_VALUE.fullmatch(str(v)):
+            r.problem(f"{path}.node_config.{k}", f"{str(v)[:60]!r} must be a number, or a path or word of letters, digits and ._/:@+- (max 256)")
         else:
             clean[k] = str(v)
     return SuperNode(
@@ -256,7 +292,7 @@ def _parse_supernode(
         organisation=org,
         partition_id=r.integer(d, "partition_id", path),
         public_key=public_key,
-        host=host if isinstance(host, str) and host else None,
+        host=host or None,
         port=port,
         node_config=clean,
     )

@@ -14,7 +14,7 @@ from typing import Any
 from nina.catalog import layout
 from nina.catalog.databases import backup_unit
 from nina.catalog.ports import listeners
-from nina.catalog.roles import BASE_UNITS, ROLES
+from nina.catalog.roles import BASE_GUARDS, BASE_UNITS, ROLES
 from nina.config import Host, StackConfig
 from nina.plan.backups import backed_up_on
 
@@ -26,12 +26,12 @@ def units(cfg: StackConfig, host: Host) -> list[str]:
         for unit in ROLES[role].units:
             if unit == "supernode@.service":
                 wanted += [layout.supernode_unit(sn.name) for fed, sn in cfg.supernodes_on(host.name) if not fed.archived]
+            elif unit == "supernode-superexec@.service":
+                wanted += [layout.supernode_superexec_unit(sn.name) for fed, sn in cfg.supernodes_on(host.name) if not fed.archived]
             elif unit == "openvpn-server@.service":
                 wanted += list(layout.OPENVPN_SERVER_UNITS) if cfg.federations_served_by(host.name, "vpn") else []
             else:
                 wanted.append(unit)
-    if any(f.isolation == "process" for f in cfg.federations_served_by(host.name, "superlink")):
-        wanted.append(layout.SUPEREXEC_UNIT)
     wanted += [backup_unit(d.name, "timer") for d in backed_up_on(cfg, host)]
     return list(dict.fromkeys(wanted))
 
@@ -66,11 +66,24 @@ def tls(host: Host) -> list[dict[str, str]]:
     return [{"role": role, "cert": tls.cert, "key": tls.key} for role in host.roles if (tls := ROLES[role].tls) is not None]
 
 
+def guards(host: Host) -> list[str]:
+    """The nftables tables the host's guards are: the metadata guard everywhere, and its roles' own."""
+    return list(dict.fromkeys([*BASE_GUARDS, *(g for role in host.roles for g in ROLES[role].guards)]))
+
+
+def mounts(host: Host) -> list[dict[str, str]]:
+    """The state volume, mounted by label where the host has one (it outlives the VM)."""
+    return [{"path": layout.STATE_DIR, "label": layout.STATE_LABEL}] if host.volume_gb else []
+
+
 def checklist(cfg: StackConfig, host: Host) -> dict[str, Any]:
     return {
         "host": host.name,
         "environment": cfg.environment,
         "ca": layout.CA_PEM,
+        "bootstrap": layout.BOOTSTRAP_MARKER,
+        "guards": guards(host),
+        "mounts": mounts(host),
         "units": units(cfg, host),
         "listening": listening(cfg, host),
         "tls": tls(host),

@@ -91,7 +91,9 @@ class Issuance:
     servers: list[ServerCertificate]
     vpn_clients: list[VpnClientCertificate]
     supernode_keys: list[tuple[str, str]]  # (federation, SuperNode) whose key pair the stack makes (`generate`)
-    superexec_secrets: list[str]  # federations whose SuperLink runs ServerApps in a SuperExec (isolation: process)
+    # (federation, None) for each SuperLink, (federation, SuperNode) for each Nectar-hosted SuperNode: the secret its
+    # SuperExec presents (an on-premises site makes its own, README of its bundle).
+    superexec_secrets: list[tuple[str, str | None]]
     tls_crypt: list[str]  # federations with an OpenVPN server
 
 
@@ -101,6 +103,7 @@ def issuance(cfg: StackConfig) -> Issuance:
         servers=server_certificates(cfg),
         vpn_clients=vpn_client_certificates(cfg),
         supernode_keys=[(fed.name, sn.name) for fed in cfg.federations.values() for sn in fed.supernodes if sn.generated],
-        superexec_secrets=[fed.name for fed in cfg.federations.values() if fed.isolation == "process"],
+        superexec_secrets=[(fed.name, None) for fed in cfg.federations.values()]
+        + [(fed.name, sn.name) for fed in cfg.federations.values() for sn in fed.supernodes if sn.host],
         tls_crypt=[fed.name for fed in cfg.federations.values() if fed.vpn_host],
     )

@@ -1,0 +1,132 @@
+"""The test stack's Flower hosts as a lab (tests/lab.py): the SuperLink host, the Nectar SuperNode host org-a-sn1
+(SuperNodes sn1 and sn2) and the JupyterHub host a researcher runs `flwr` from, each at its own address from
+Pulumi.test.yaml, booted from its rendered user-data, bootstrapped by its rendered scripts, given its delivered
+payload, and its units started as systemd would start them. The SuperNodes are registered by the very command
+strings of the register-* resources.
+
+Nothing is rewritten: paths, ports, names, users and flags are the ones the program renders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import COMMAND, ROOT, Preview, wait_for
+from lab import Lab, Machine
+
+from nina.catalog import layout
+from nina.catalog.ports import PORTS
+
+FLWR_VENV = Path(os.environ.get("NINA_FLWR_VENV", ROOT / ".venv-flwr"))
+FED = "test-fl"
+SUPERNODES = ("sn1", "sn2")
+PUBLIC_PORT = next(p.port for p in PORTS if p.name == "superlink")
+LOOPBACK_PORT = next(p.port for p in PORTS if p.name == "superlink-loopback")
+RUNTIME_PORT = next(p.port for p in PORTS if p.name == "superlink-runtime")
+VENV = "/opt/python/flower_env"
+
+
+def payload_of(preview: Preview, host: str) -> str:
+    stdin: str = preview.named(COMMAND, f"deliver-{host}")["inputs"]["stdin"]
+    return stdin
+
+
+class FlowerLab:
+    def __init__(self, preview: Preview, tmp: Path) -> None:
+        if not (FLWR_VENV / "bin" / "flwr").exists():
+            raise RuntimeError(f"{FLWR_VENV} has no flwr: run scripts/flwr-venv.sh (or set NINA_FLWR_VENV)")
+        self.preview = preview
+        self.cfg = preview.cfg
+        self.tmp = tmp
+        self.lab = Lab(tmp, FLWR_VENV)
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _machine(self, name: str) -> Machine:
+        return self.lab.machine(name, str(self.cfg.hosts[name].ip))
+
+    def _build(self) -> None:
+        preview, deliver = self.preview, ROOT / "nina" / "onhost" / "nina_deliver.py"
+        self.superlink = self._machine("superlink")
+        self.node_host = self._machine("org-a-sn1")
+        self.hub = self._machine("hub")
+        for machine in (self.superlink, self.node_host):
+            machine.mount_venv(VENV)
+        for machine in (self.superlink, self.node_host):
+            machine.boot(preview.hosts[machine.name].cloud_config)
+            machine.bootstrap()
+            machine.deliver(payload_of(preview, machine.name), deliver)
+            # The way out of the lab leads nowhere: a public address is routed (to the hub, which drops it).
+            machine.run(["ip", "route", "add", "default", "via", str(self.cfg.hosts["hub"].ip)])
+        # The JupyterHub host needs its packages (grafana, docker) for a whole delivery; a researcher needs only the
+        # delivered names, CA and flwr connections.
+        hub = json.loads(payload_of(preview, "hub"))
+        self.hub.sh(f"printf '%s' {shlex.quote(hub['hosts'])} >> /etc/hosts")
+        for f in hub["files"]:
+            if f["path"] in (layout.CA_TRUST_PATH, layout.FLWR_RESEARCHER_CONFIG):
+                self.hub.write(f["path"], f["content"])
+        self.hub.run(["update-ca-certificates"])  # links the CA at layout.CA_PEM, as nina-deliver has it done
+
+        for unit in (layout.APPS_GUARD_UNIT, "superlink.service", layout.SUPERLINK_PROXY_UNIT, layout.SUPEREXEC_UNIT):
+            self.superlink.start(unit)
+        wait_for(lambda: self.superlink_healthy(), "the SuperLink's /health through its proxy", self._evidence, timeout=90)
+        for sn in SUPERNODES:
+            create = preview.named(COMMAND, f"register-{FED}-{sn}")["inputs"]["create"]
+            done = self.superlink.run(["bash", "-c", create], check=False, timeout=180)
+            assert done.returncode == 0 and "registered" in done.stdout, done.stdout + done.stderr
+        self.node_host.start(layout.APPS_GUARD_UNIT)
+        for sn in SUPERNODES:
+            self.node_host.start(layout.supernode_unit(sn))
+            self.node_host.start(layout.supernode_superexec_unit(sn))
+
+    # -------------------------------------------------------------------------------------------- queries
+
+    def superlink_healthy(self) -> bool:
+        done = self.superlink.run(
+            ["curl", "-fsS", "-o", "/dev/null", "--cacert", layout.CA_PEM, f"https://127.0.0.1:{PUBLIC_PORT}/health"], check=False
+        )
+        return done.returncode == 0
+
+    def _evidence(self) -> str:
+        return "\n".join(f"--- {m.name} {p.name}\n{p.read_text(errors='replace')[-3000:]}" for m in self.lab.machines.values() for p in m.logs.glob("*.log"))
+
+    def researcher(self, app: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        """`flwr ARGS` on the JupyterHub host, with the researchers' delivered connections (as a notebook has them)."""
+        home = self.tmp / "researcher"
+        if not home.exists():
+            home.mkdir()
+            (home / "config.toml").write_text(self.hub.read(layout.FLWR_RESEARCHER_CONFIG))
+        env = {"PATH": f"{FLWR_VENV / 'bin'}:/usr/bin:/bin", "HOME": str(home), "FLWR_HOME": str(home), "LANG": "C.UTF-8",
+               "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+        argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), str(FLWR_VENV / "bin" / "flwr"), *args]
+        return self.hub.run(argv, check=False, timeout=timeout, cwd=str(app.parent))
+
+    def run_app(self, source: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        app = self.tmp / source.name
+        if app.exists():
+            shutil.rmtree(app)
+        shutil.copytree(source, app, ignore=shutil.ignore_patterns("__pycache__"))
+        started = time.monotonic()
+        done = self.researcher(app, "run", str(app), FED, "--stream", *extra)
+        print(f"flwr run {source.name} took {time.monotonic() - started:.1f}s")
+        return done
+
+    def runs(self) -> list[dict[str, object]]:
+        listed = self.researcher(self.tmp, "ls", FED, "--format", "json", timeout=60)
+        runs: list[dict[str, object]] = json.loads(listed.stdout)["runs"]
+        return runs
+
+    def logs(self) -> str:
+        return self._evidence()
+
+    def close(self) -> None:
+        self.lab.close()

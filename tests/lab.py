@@ -1,0 +1,348 @@
+"""Hosts of a stack as Linux namespaces on this machine, booted from what the program renders.
+
+A `Machine` is one host of the stack: a mount namespace whose /etc, /opt, /usr/local, /var, /run and /root are
+overlays (every write lands in the test's tmpfs; this machine's own files are never touched) and a network namespace
+with the host's own address on a lab bridge (10.40.0.0/16: the test stack's segments are one L2 here). On it the
+test runs, in order, what runs on the real host:
+
+1. `boot()`: the real cloud-init (Debian's package) on the host's rendered user-data, with the modules that do not
+   need a cloud or the network: the users and groups, and every file with its owner and mode.
+2. `bootstrap()`: the host's rendered bootstrap scripts themselves (the role steps; base's needs a real VM), with
+   systemctl and apt-get recorded instead of run. The Flower venv is this machine's (scripts/flwr-venv.sh), mounted
+   at the path the role table gives, so `ensure_venv` finds flwr already installed.
+3. `deliver()`: nina-deliver with the host's payload (certificates, keys, secrets, /etc/hosts, confs).
+4. `start()`: a systemd unit, emulated: its User=, Group=, SupplementaryGroups=, AmbientCapabilities=,
+   CapabilityBoundingSet=, NoNewPrivileges=, Environment=, EnvironmentFile=, RuntimeDirectory= and the directories it
+   declares, with setpriv(1) and env(1) around its ExecStartPre= and ExecStart= lines. Sandboxing options
+   (ProtectSystem=, PrivateTmp=, ProtectProc=, ...) are not emulated: what a test proves holds without them.
+
+Needs root (namespaces, overlays, setpriv), like the VPN tunnel test. Every process started in a machine is killed
+at `close()`, found by its network namespace.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OVERLAID = ("/etc", "/opt", "/usr/local", "/var", "/run", "/root")
+PREFIX = 16  # every lab address is in 10.40.0.0/16
+SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def unavailable() -> str | None:
+    """Why a lab cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (namespaces, overlays, setpriv)"
+    for tool in ("unshare", "nsenter", "setpriv", "ip", "nft", "cloud-init", "nginx", "curl"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/install-system-deps.sh)"
+    return None
+
+
+def _run(argv: list[str], timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+
+
+class Namespace:
+    """A process holding a mount and a network namespace open; commands enter both with nsenter."""
+
+    def __init__(self, tmp: Path, name: str, setup: str = "") -> None:
+        self.tmp = tmp
+        self.name = name
+        pidfile = tmp / f"{name}.pid"
+        script = f"set -e\nmount --make-rprivate /\nip link set lo up\n{setup}\necho $$ > {pidfile}\nexec sleep infinity\n"
+        self.holder = subprocess.Popen(
+            ["unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", script],
+            stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.setup.log", "wb"), start_new_session=True,  # noqa: SIM115
+        )
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            if self.holder.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: the namespace did not come up: {(tmp / f'{name}.setup.log').read_text()}")
+            time.sleep(0.05)
+        self.pid = int(pidfile.read_text())
+
+    def enter(self, argv: list[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.pid), "-m", "-n", "--", *argv]
+
+    def run(self, argv: list[str], timeout: float = 120, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        done = _run(self.enter(argv), timeout=timeout, **kwargs)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{self.name}: {shlex.join(argv)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def sh(self, script: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(["bash", "-c", script], timeout=timeout, check=check)
+
+    def processes(self) -> list[int]:
+        """Every process in this network namespace."""
+        mine = os.readlink(f"/proc/{self.pid}/ns/net")
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.readlink(entry / "ns" / "net") == mine:
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        return found
+
+    def close(self) -> None:
+        for _ in range(3):
+            victims = [p for p in self.processes() if p != self.pid]
+            if not victims:
+                break
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
+        try:
+            os.killpg(self.holder.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.holder.wait(timeout=10)
+
+
+class Machine(Namespace):
+    def __init__(self, tmp: Path, name: str, ip: str, switch: Namespace, index: int, flwr_venv: Path) -> None:
+        ovl = tmp / f"{name}-overlay"
+        ovl.mkdir()
+        mounts = [f"mount -t tmpfs lab {ovl}"]
+        for path in OVERLAID:
+            key = path.strip("/").replace("/", "-")
+            mounts.append(f"mkdir -p {ovl}/{key}/u {ovl}/{key}/w")
+            mounts.append(f"mount -t overlay overlay -o lowerdir={path},upperdir={ovl}/{key}/u,workdir={ovl}/{key}/w {path}")
+        # The service users reach the Flower venv's interpreter (pyenv under /root on developer machines).
+        mounts.append("chmod 0755 /root")
+        super().__init__(tmp, name, "\n".join(mounts))
+        self.ip = ip
+        self.flwr_venv = flwr_venv
+        self.logs = tmp / f"{name}-logs"
+        self.logs.mkdir()
+        self.stubs = tmp / f"{name}-stubs"
+        self.stubs.mkdir()
+        for tool in ("systemctl", "apt-get", "update-ca-certificates-stub"):
+            (self.stubs / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {self.logs}/{tool}.log\n')
+            (self.stubs / tool).chmod(0o755)
+        port = f"v{index}"
+        made = _run(["ip", "link", "add", "eth0", "netns", str(self.pid), "type", "veth", "peer", "name", port, "netns", str(switch.pid)])
+        assert made.returncode == 0, made.stderr
+        switch.run(["ip", "link", "set", port, "master", "br0", "up"])
+        self.run(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", "eth0"])
+        self.run(["ip", "link", "set", "eth0", "up"])
+        self.processes_started: list[subprocess.Popen[bytes]] = []
+
+    # ------------------------------------------------------------------------------------------------ files
+
+    def read(self, path: str) -> str:
+        return self.run(["cat", path]).stdout
+
+    def write(self, path: str, content: str, mode: str = "0644") -> None:
+        self.run(["install", "-D", "-m", mode, "/dev/stdin", path], input=content)
+
+    def exists(self, path: str) -> bool:
+        return self.run(["test", "-e", path], check=False).returncode == 0
+
+    # ---------------------------------------------------------------------------------------------- stages
+
+    def boot(self, cloud_config: Mapping[str, Any]) -> None:
+        """cloud-init's users_groups and write_files(_deferred) modules on the host's cloud-config."""
+        seed = self.tmp / f"{self.name}-seed"
+        seed.mkdir()
+        (seed / "meta-data").write_text(f"instance-id: lab-{self.name}\nlocal-hostname: {self.name}\n")
+        (seed / "user-data").write_text("#cloud-config\n" + yaml.safe_dump(dict(cloud_config), sort_keys=False))
+        cfg = textwrap.dedent(
+            f"""\
+            datasource_list: [NoCloud]
+            datasource: {{NoCloud: {{seedfrom: "file://{seed}/"}}}}
+            network: {{config: disabled}}
+            cloud_init_modules: [write_files, users_groups]
+            cloud_config_modules: []
+            cloud_final_modules: [write_files_deferred]
+            system_info: {{distro: debian, paths: {{cloud_dir: /var/lib/cloud/, templates_dir: /etc/cloud/templates/}}, default_user: {{name: nobody}}}}
+            def_log_file: /var/log/cloud-init.log
+            """
+        )
+        self.sh("rm -rf /etc/cloud/cloud.cfg.d && mkdir -p /etc/cloud && rm -rf /var/lib/cloud /run/cloud-init")
+        self.write("/etc/cloud/cloud.cfg", cfg)
+        for stage in (["init", "--local"], ["init"], ["modules", "--mode", "final"]):
+            self.run(["cloud-init", *stage], timeout=240)
+        status = self.run(["cloud-init", "status", "--long"], check=False).stdout
+        assert "status: done" in status, f"{self.name}: cloud-init\n{status}\n{self.read('/var/log/cloud-init.log')[-4000:]}"
+
+    def mount_venv(self, path: str) -> None:
+        """The Flower venv at `path` (an overlay on this machine's venv: the bootstrap's chgrp stays in the lab)."""
+        upper = self.tmp / f"{self.name}-venv"
+        self.sh(
+            f"mkdir -p {path} {upper}-u {upper}-w && mount -t tmpfs lab {upper}-u && mkdir -p {upper}-u/u {upper}-u/w && "
+            f"mount -t overlay overlay -o lowerdir={self.flwr_venv},upperdir={upper}-u/u,workdir={upper}-u/w {path}"
+        )
+
+    def bootstrap(self, skip: Iterable[str] = ("base",)) -> None:
+        """The host's bootstrap steps, in the runner's order, with systemctl and apt-get recorded."""
+        steps = self.run(["ls", "/usr/local/lib/nina/bootstrap"]).stdout.split()
+        env = f"PATH={self.stubs}:{SYSTEMD_PATH}"
+        for step in steps:
+            if re.sub(r"^\d+-|\.sh$", "", step) in skip:
+                continue
+            done = self.run(["env", env, "bash", f"/usr/local/lib/nina/bootstrap/{step}"], check=False, timeout=300)
+            assert done.returncode == 0, f"{self.name}: bootstrap {step} failed\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+    def deliver(self, payload: str, deliver_program: Path) -> dict[str, Any]:
+        """nina-deliver, as pulumi-command runs it over SSH, at the machine's real paths."""
+        import json
+
+        done = self.run(
+            ["env", f"PATH={self.stubs}:{SYSTEMD_PATH}", "/usr/bin/python3", str(deliver_program)], input=payload, check=False, timeout=120
+        )
+        assert done.returncode == 0, f"{self.name}: nina-deliver\n{done.stdout}\n{done.stderr}"
+        report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+        return report
+
+    # ---------------------------------------------------------------------------------------------- units
+
+    def unit(self, name: str) -> tuple[configparser.RawConfigParser, str]:
+        """The unit file (a template's for an instance) as systemd would read it, and the instance name."""
+        base, at, rest = name.partition("@")
+        instance = rest.rsplit(".", 1)[0] if at else ""
+        file = f"{base}@.{rest.rsplit('.', 1)[1]}" if at else name
+        text = self.read(f"/etc/systemd/system/{file}")
+        # Repeated keys (Environment=, ExecStartPre=) are kept as lines of one value, in order (_MultiDict).
+        parser = configparser.RawConfigParser(
+            dict_type=_MultiDict, strict=False, delimiters=("=",), comment_prefixes=("#", ";"), interpolation=None
+        )
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read_string(text.replace("%i", instance))
+        return parser, instance
+
+    def command(self, name: str) -> tuple[list[str], dict[str, str], list[list[str]], str]:
+        """The setpriv prefix, the environment, the Exec lines (ExecStartPre first) and the Type of unit `name`."""
+        parser, _ = self.unit(name)
+        svc = parser["Service"]
+        for condition in _values(parser, "Unit", "ConditionPathExists"):
+            assert self.exists(condition), f"{self.name}: {name} would be skipped: {condition} is missing"
+        user = _last(svc, "User")
+        env: dict[str, str] = {"PATH": SYSTEMD_PATH, "LANG": "C.UTF-8"}
+        prefix: list[str] = []
+        if user:
+            group = _last(svc, "Group") or user
+            home = self.run(["getent", "passwd", user]).stdout.split(":")[5]
+            env.update(HOME=home, USER=user, LOGNAME=user, SHELL="/usr/sbin/nologin")
+            groups = set(self.run(["id", "-Gn", user]).stdout.split()) | set(" ".join(_values(parser, "Service", "SupplementaryGroups")).split())
+            prefix = ["setpriv", f"--reuid={user}", f"--regid={group}", f"--groups={','.join(sorted(groups))}"]
+            caps = " ".join(_values(parser, "Service", "AmbientCapabilities")).split()
+            names = ",".join("+" + c.removeprefix("CAP_").lower() for c in caps)
+            if caps:
+                prefix += [f"--inh-caps={names}", f"--ambient-caps={names}"]
+            bounding = " ".join(_values(parser, "Service", "CapabilityBoundingSet")).split()
+            if bounding:
+                prefix.append("--bounding-set=-all," + ",".join("+" + c.removeprefix("CAP_").lower() for c in bounding))
+            if _last(svc, "NoNewPrivileges") == "yes":
+                prefix.append("--no-new-privs")
+        owner = [user or "root", (_last(svc, "Group") or user) if user else "root"]
+        for kind, root in (("RuntimeDirectory", "/run"), ("StateDirectory", "/var/lib"), ("LogsDirectory", "/var/log")):
+            for d in " ".join(_values(parser, "Service", kind)).split():
+                mode = _last(svc, f"{kind}Mode") or "0755"
+                self.run(["install", "-d", "-o", owner[0], "-g", owner[1], "-m", mode, f"{root}/{d}"])
+        for line in _values(parser, "Service", "Environment"):
+            env.update(dict(w.split("=", 1) for w in shlex.split(line)))
+        for path in _values(parser, "Service", "EnvironmentFile"):
+            for raw in self.read(path).splitlines():
+                if raw.strip() and not raw.lstrip().startswith("#"):
+                    key, _, value = raw.partition("=")
+                    env[key.strip()] = " ".join(shlex.split(value))
+        execs = [self._expand(line, env) for line in [*_values(parser, "Service", "ExecStartPre"), *_values(parser, "Service", "ExecStart")]]
+        return prefix, env, execs, _last(svc, "Type") or "simple"
+
+    @staticmethod
+    def _expand(line: str, env: Mapping[str, str]) -> list[str]:
+        """systemd's ${VAR} and $VAR expansion in Exec lines (a leading '-' ignores failure: kept as the first word)."""
+        words = shlex.split(line)
+        return [re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), ""), w) for w in words]
+
+    def start(self, name: str, *, workdir: str | None = None) -> subprocess.Popen[bytes] | None:
+        """Start unit `name` as systemd would; a oneshot runs to completion (and must succeed)."""
+        prefix, env, execs, kind = self.command(name)
+        parser, _ = self.unit(name)
+        cwd = _last(parser["Service"], "WorkingDirectory") or "/"
+        started: subprocess.Popen[bytes] | None = None
+        for i, argv in enumerate(execs):
+            ignore = argv[0].startswith("-")
+            argv = [argv[0].lstrip("-+"), *argv[1:]]
+            full = self.enter([*prefix, "env", "-i", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", 'cd "$0" && exec "$@"', workdir or cwd, *argv])
+            if i < len(execs) - 1 or kind == "oneshot":
+                done = _run(full, timeout=120)
+                assert done.returncode == 0 or ignore, f"{self.name}: {name}: {shlex.join(argv)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+                continue
+            log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process holds it
+            started = subprocess.Popen(full, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.processes_started.append(started)
+        return started
+
+    def background(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        """A process of the test's own (a listener, say) in this machine, as root; killed at close()."""
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process holds it
+        started = subprocess.Popen(self.enter(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes_started.append(started)
+        return started
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class _MultiDict(dict):  # type: ignore[type-arg]
+    """configparser storage that keeps every value of a repeated key (systemd units repeat Environment= etc.)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if isinstance(value, list) and key in self:
+            self[key].extend(value)
+        else:
+            super().__setitem__(key, value)
+
+
+def _values(parser: configparser.RawConfigParser, section: str, key: str) -> list[str]:
+    if not parser.has_section(section) or not parser.has_option(section, key):
+        return []
+    raw = parser.get(section, key)
+    return [v for v in raw.split("\n") if v.strip()]
+
+
+def _last(section: configparser.SectionProxy, key: str) -> str:
+    raw = section.get(key)
+    return raw.split("\n")[-1].strip() if raw else ""
+
+
+class Lab:
+    """Machines on one bridge (a namespace of its own); `close()` kills everything and leaves nothing behind."""
+
+    def __init__(self, tmp: Path, flwr_venv: Path) -> None:
+        self.tmp = tmp
+        self.flwr_venv = flwr_venv
+        self.switch = Namespace(tmp, "switch", "ip link add br0 type bridge\nip link set br0 up")
+        self.machines: dict[str, Machine] = {}
+
+    def machine(self, name: str, ip: str) -> Machine:
+        made = Machine(self.tmp, name, ip, self.switch, len(self.machines), self.flwr_venv)
+        self.machines[name] = made
+        return made
+
+    def close(self) -> None:
+        for machine in self.machines.values():
+            machine.close()
+        self.switch.close()
