@@ -80,6 +80,7 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
             "venvs": sorted({venv for r in host.roles if (venv := ROLES[r].python_venv)}),
             "runs_apps": any(ROLES[r].runs_apps for r in host.roles),
             "apps_guard": apps.guard(host.roles, (s.cidr for s in cfg.network.segments.values())),
+            "notebook_egress": apps.notebook_egress(cfg),
         }
     return {
         "cfg": cfg,

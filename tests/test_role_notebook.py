@@ -151,6 +151,10 @@ def test_spawner(preview: Preview) -> None:
     m = re.fullmatch(r"http://([\d.]+):(\d+)", c.JupyterHub.hub_bind_url)
     assert m and ipaddress.IPv4Address(m.group(1)) == gateway and gateway in subnet
     assert docker.environment["FLWR_TELEMETRY_ENABLED"] == "0"
+    # Each container's share of the host, from nina:notebook (uat sets it; test has the defaults).
+    limits = preview.cfg.notebook
+    assert (docker.mem_limit, docker.cpu_limit) == (limits.memory, limits.cpus)
+    assert (limits.memory, limits.cpus, limits.pids) == {"uat": ("8G", 4.0, 2048), "test": ("4G", 2.0, 1024)}[preview.stack]
 
 
 def test_hooks(preview: Preview, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,6 +191,7 @@ def test_hooks(preview: Preview, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert extra["extra_hosts"][alias] == str(cfg.hosts[fed.superlink_host].ip)
     assert "localhost" not in extra["extra_hosts"]
     assert extra["cap_drop"] == ["ALL"] and extra["security_opt"] == ["no-new-privileges"]
+    assert extra["pids_limit"] == cfg.notebook.pids
 
 
 def test_idle_culler_has_only_the_scopes_it_needs(preview: Preview) -> None:
@@ -289,7 +294,9 @@ def test_guard_and_config_agree(preview: Preview) -> None:
     guard = notebook_files(preview)[GUARD]
     port = c.JupyterHub.hub_bind_url.rsplit(":", 1)[1]
     assert f'iifname "{bridge}" ip daddr {gateway} tcp dport {port} accept' in guard
-    assert guard.rstrip().splitlines()[-3].strip() == f'iifname "{bridge}" drop'
+    input_chain = guard.split("chain input", 1)[1].split("}", 1)[0].strip().splitlines()
+    assert input_chain[-1].strip() == f'iifname "{bridge}" drop'
+    assert f'iifname "{bridge}" jump containers' in guard and guard.split("chain containers", 1)[1].strip().splitlines()[-3].strip() == "counter reject"
 
 
 def _root_with(*tools: str) -> bool:
@@ -390,3 +397,82 @@ def test_guard_lets_containers_reach_only_the_hub_api(preview: Preview, netns_pa
     finally:
         listener.kill()
         listener.wait(timeout=10)
+
+
+_WORLD_LISTEN = """
+import socket, sys, threading, time
+for port in map(int, sys.argv[1:]):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", port)); s.listen()
+    threading.Thread(target=lambda s=s: [s.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+_CONNECT_TO = """
+import json, socket, sys
+result = {}
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close(); result[target] = "open"
+    except OSError as exc:
+        result[target] = type(exc).__name__
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.skipif(not _root_with("nft", "ip", "unshare", "nsenter"), reason="needs root, nftables, iproute2 and util-linux")
+def test_containers_reach_superlinks_resolvers_and_the_web_only(previews: dict[str, Preview], tmp_path: Path) -> None:
+    """Forwarded traffic, for real: a container namespace on the rendered bridge, the JupyterHub host's namespace
+    with the rendered guard loaded and forwarding on, and a "world" namespace answering on every address a researcher
+    might try: the SuperLink's proxy (allowed), a resolver and a public web server (allowed), and the private
+    services (Postgres, Keycloak's admin port, SSH, instance metadata) the guard must refuse."""
+    from lab import Namespace
+
+    preview = previews["test"]
+    cfg = preview.cfg
+    bridge, subnet, gateway = bootstrap_network(preview)
+    container_ip = str(next(ip for ip in subnet.hosts() if ip != gateway))
+    hub_ip, superlink_ip = str(cfg.hosts["hub"].ip), str(cfg.hosts["superlink"].ip)
+    postgres, resolver, public = "10.40.1.30", cfg.cloud.dns_nameservers[0], "203.0.113.5"
+    world = Namespace(tmp_path, "world")
+    host = Namespace(tmp_path, "jupyterhub", f"ip link add {bridge} type bridge\nip addr add {gateway}/{subnet.prefixlen} dev {bridge}\nip link set {bridge} up")
+    container = Namespace(tmp_path, "container")
+    listener = None
+    try:
+        assert subprocess.run(["ip", "link", "add", "eth0", "netns", str(host.pid), "type", "veth", "peer", "name", "eth0", "netns", str(world.pid)]).returncode == 0
+        assert subprocess.run(["ip", "link", "add", "eth0", "netns", str(container.pid), "type", "veth", "peer", "name", "c0", "netns", str(host.pid)]).returncode == 0
+        host.sh(f"ip addr add {hub_ip}/16 dev eth0 && ip link set eth0 up && ip link set c0 master {bridge} up && "
+                "ip route add default via 10.40.0.1 && sysctl -qw net.ipv4.ip_forward=1")
+        container.sh(f"ip addr add {container_ip}/{subnet.prefixlen} dev eth0 && ip link set eth0 up && ip route add default via {gateway}")
+        addresses = ["10.40.0.1/16", f"{superlink_ip}/32", f"{postgres}/32", "169.254.169.254/32", f"{resolver}/32", f"{public}/32"]
+        world.sh(" && ".join(f"ip addr add {a} dev eth0" for a in addresses) + f" && ip link set eth0 up && ip route add {subnet} via {hub_ip}")
+        listener = subprocess.Popen(world.enter([sys.executable, "-c", _WORLD_LISTEN, "9092", "5432", "8443", "22", "80", "53", "443"]), stdout=subprocess.PIPE, text=True)
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        targets = {
+            f"{superlink_ip}:9092": "open",  # the federation's SuperLink proxy
+            f"{resolver}:53": "open",
+            f"{public}:443": "open",  # package indexes, datasets
+            f"{public}:80": "open",
+            f"{superlink_ip}:22": "ConnectionRefusedError",
+            f"{postgres}:5432": "ConnectionRefusedError",  # another host's service (the managed database)
+            f"{postgres}:8443": "ConnectionRefusedError",  # Keycloak's admin API on the IAM host
+            "169.254.169.254:80": "ConnectionRefusedError",  # instance metadata
+            f"{public}:22": "ConnectionRefusedError",  # the internet, but not the web
+        }
+
+        def probe(*wanted: str) -> dict[str, str]:
+            done = container.run([sys.executable, "-c", _CONNECT_TO, *wanted], timeout=120)
+            return dict(json.loads(done.stdout))
+
+        host.run(["nft", "-f", "-"], input=notebook_files(preview)[GUARD])
+        assert probe(*targets) == targets
+        # Without the guard the same private service answers: the guard, not the lab, refuses.
+        host.run(["nft", "delete", "table", "inet", "nina_jupyter_guard"])
+        assert probe(f"{postgres}:5432") == {f"{postgres}:5432": "open"}
+    finally:
+        if listener is not None:
+            listener.kill()
+            listener.wait(timeout=10)
+        for ns in (container, host, world):
+            ns.close()

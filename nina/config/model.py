@@ -169,6 +169,16 @@ class Monitoring:
 
 
 @dataclass(frozen=True)
+class NotebookLimits:
+    """nina:notebook: what one researcher's container may use on the JupyterHub host (§4.1.2.14), so one notebook
+    cannot starve the hub, Keycloak or the others on a consolidated host."""
+
+    memory: str = "4G"  # Docker's format: a number of M or G
+    cpus: float = 2.0
+    pids: int = 1024
+
+
+@dataclass(frozen=True)
 class StackConfig:
     environment: str
     cloud: Cloud
@@ -181,6 +191,7 @@ class StackConfig:
     database: DatabaseSettings
     secrets: Mapping[str, str] = field(default_factory=dict)  # names of `--secret` keys set in the stack
     monitoring: Monitoring = field(default_factory=Monitoring)
+    notebook: NotebookLimits = field(default_factory=NotebookLimits)
 
     @property
     def acme_contact(self) -> str | None:

@@ -25,10 +25,11 @@ from nina.config.model import (
     Host,
     Monitoring,
     NetworkSettings,
+    NotebookLimits,
     Organisation,
     StackConfig,
 )
-from nina.config.reader import DOMAIN, EMAIL, LINUX_USER, NAMESPACE, TEXT, ConfigError, Reader, decode
+from nina.config.reader import DOMAIN, EMAIL, LINUX_USER, NAMESPACE, TEXT, ConfigError, Reader, decode, show
 from nina.config.topology import parse_hosts, parse_network, parse_organisations
 
 
@@ -137,6 +138,28 @@ def _parse_monitoring(r: Reader, raw: Any, secret_given: bool) -> Monitoring:
     return Monitoring(tuple(emails), smarthost, sender, user or None)
 
 
+MEMORY = re.compile(r"[1-9][0-9]{0,5}[MG]")
+
+
+def _parse_notebook(r: Reader, raw: Any) -> NotebookLimits:
+    p = "nina:notebook"
+    if raw is None:
+        return NotebookLimits()
+    d = r.mapping(raw, p, ("memory", "cpus", "pids"))
+    default = NotebookLimits()
+    memory = r.string(d, "memory", p, default.memory)
+    if memory and not MEMORY.fullmatch(memory):
+        r.problem(f"{p}.memory", f"{show(memory)} must be a number of megabytes or gigabytes, like 512M or 4G")
+    cpus = d.get("cpus", default.cpus)
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0.1 <= cpus <= 256:
+        r.problem(f"{p}.cpus", f"{show(cpus)} must be a number of CPUs from 0.1 to 256")
+        cpus = default.cpus
+    pids = r.integer(d, "pids", p, default=default.pids, minimum=64)
+    if pids > 1_000_000:
+        r.problem(f"{p}.pids", f"{pids} is more processes than a container should run (at most 1000000)")
+    return NotebookLimits(memory or default.memory, float(cpus), pids)
+
+
 def _check_cross(
     r: Reader,
     cfg_hosts: Mapping[str, Host],
@@ -184,7 +207,7 @@ def _check_secret_values(r: Reader, raw: Mapping[str, Any]) -> None:
         r.problem(f"{NAMESPACE}:smtp_password", "must be one line of printable text, at most 256 characters")
 
 
-KNOWN_KEYS = ("environment", "cloud", "admin", "dns", "network", "hosts", "organisations", "federations", "database", "monitoring")
+KNOWN_KEYS = ("environment", "cloud", "admin", "dns", "network", "hosts", "organisations", "federations", "database", "monitoring", "notebook")
 # Secrets the program reads (`pulumi config set --secret nina:<key>`). Required ones must be set before
 # `pulumi up`; optional ones are generated (random) when absent: the role table's credentials an operator may set,
 # and the SMTP relay's password (with nina:monitoring.smtp_username).
@@ -215,6 +238,7 @@ def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) ->
     federations = parse_federations(r, decode(raw, "federations"), hosts, orgs)
     database = _parse_database(r, decode(raw, "database"))
     monitoring = _parse_monitoring(r, decode(raw, "monitoring"), f"{NAMESPACE}:smtp_password" in raw)
+    notebook = _parse_notebook(r, decode(raw, "notebook"))
     _check_cross(r, hosts, admin, orgs, network, federations)
     if r.problems:
         raise ConfigError(r.problems)
@@ -227,4 +251,4 @@ def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) ->
     if r.problems:
         raise ConfigError(r.problems)
     present = tuple(k for k in secret_keys if f"{NAMESPACE}:{k}" in raw)
-    return StackConfig(environment, cloud, admin, dns, network, hosts, orgs, federations, database, {k: k for k in present}, monitoring)
+    return StackConfig(environment, cloud, admin, dns, network, hosts, orgs, federations, database, {k: k for k in present}, monitoring, notebook)
