@@ -147,3 +147,16 @@ def test_the_guard_is_what_refuses(flower_lab: FlowerLab) -> None:
     finally:
         machine.start(layout.APPS_GUARD_UNIT)
     assert machine.run(as_app, check=False).returncode != 0, shlex.join(as_app)
+
+
+def test_the_launcher_starts_flower_app_commands_only(flower_lab: FlowerLab) -> None:
+    """The SuperExec may start only Flower's app commands through the launcher: any other name is refused before
+    anything runs (a SuperExec bug or plugin cannot use it to run a shell as the app user)."""
+    machine = flower_lab.superlink
+    machine.run(["ln", "-sfn", layout.APP_LAUNCHER, "/tmp/bash"])
+    as_superexec = ["setpriv", f"--reuid={layout.SUPEREXEC_USER}", f"--regid={layout.SUPEREXEC_USER}", "--init-groups",
+                    "--inh-caps=+setuid,+setgid", "--ambient-caps=+setuid,+setgid"]
+    refused = machine.run([*as_superexec, "/tmp/bash", "-c", "id"], check=False)
+    assert refused.returncode == 2 and "not a Flower app command" in refused.stderr, refused.stdout + refused.stderr
+    helped = machine.run([*as_superexec, f"{layout.APP_LAUNCHER_DIR}/flwr-serverapp", "--help"], check=False)
+    assert helped.returncode == 0 and "--runtime-api-address" in helped.stdout, helped.stderr

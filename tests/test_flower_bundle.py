@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import run_nina
+from conftest import run_nina, wait_for
 
 from nina import bundle
 from nina.catalog import layout
@@ -42,7 +46,7 @@ def test_bundle_holds_what_the_site_needs(metro_north: Path) -> None:
     assert "Send only the `.pub` file" in readme
     for dockerfile in ("docker/Dockerfile.cpu", "docker/Dockerfile.cuda"):
         text = (metro_north / dockerfile).read_text()
-        assert "flwr==1.41.0" in text and "USER supernode" in text and "opt/flwr/supernode/run_supernode.sh" in text
+        assert "flwr==1.41.0" in text and "opt/flwr/supernode/run_supernode.sh" in text and "install.sh --image" in text
 
 
 def test_bundle_has_no_private_key(metro_north: Path) -> None:
@@ -97,3 +101,102 @@ def test_the_bundle_is_built_by_every_builder() -> None:
     from nina.bundle import runtime, supernode, vpn
 
     assert bundle.BUILDERS == (supernode.files, runtime.files, vpn.files)
+
+
+# ------------------------------------------------------------------------------------ the kit, run for real
+# A site's machine as a lab namespace (tests/lab.py): the bundle's install.sh for the systemd path, and the
+# Dockerfile's own steps plus the entrypoint for the container path. No SuperLink answers here (the site reaches it
+# through the VPN, tests/test_vpn_tunnel.py): what is checked is who runs what, who reads the key, and the guard.
+
+SITE_IP = "192.168.50.10"
+
+
+@pytest.fixture
+def site(metro_north: Path, tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    from flower_lab import FLWR_VENV, VENV
+    from lab import Lab, unavailable
+
+    reason = unavailable()
+    if reason:
+        if os.environ.get("NINA_REQUIRE_NETNS") == "1":
+            pytest.fail(f"NINA_REQUIRE_NETNS=1 but the site lab cannot run: {reason}")
+        pytest.skip(f"site lab: {reason}")
+    lab = Lab(tmp_path, FLWR_VENV)
+    try:
+        machine = lab.machine("site", SITE_IP)
+        machine.mount_venv(VENV)
+        kit = tmp_path / "kit"
+        shutil.copytree(metro_north, kit)
+        # README step 1: the site makes its key pair in the bundle (as its IT team's own account would).
+        key = kit / layout.supernode_key("mn-sn1").lstrip("/")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "384", "-N", "", "-C", "", "-f", str(key)], check=True)
+        yield machine, kit
+    finally:
+        lab.close()
+
+
+def running_as(machine: Any) -> dict[str, str]:
+    """program -> user name, for the Flower processes of this machine (its network namespace: not the Flower lab's)."""
+    found = {}
+    for pid in machine.processes():
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            uid = Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        for program in ("flower-supernode", "flower-superexec"):
+            if program in args and "setpriv" not in args:
+                found[program] = machine.run(["id", "-nu", uid]).stdout.strip()
+    return found
+
+
+def test_install_sh_runs_the_supernode_as_on_a_nectar_host(site: tuple[Any, Path]) -> None:
+    machine, kit = site
+    done = machine.run(["env", f"PATH={machine.stubs}:/usr/sbin:/usr/bin:/sbin:/bin", "bash", str(kit / "install.sh")], check=False, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    again = machine.run(["env", f"PATH={machine.stubs}:/usr/sbin:/usr/bin:/sbin:/bin", "bash", str(kit / "install.sh")], check=False, timeout=300)
+    assert again.returncode == 0, again.stderr  # idempotent
+    key, secret = layout.supernode_key("mn-sn1"), layout.supernode_superexec_secret("mn-sn1")
+    assert machine.run(["stat", "-c", "%U:%G %a", key, secret]).stdout.split("\n")[:2] == ["supernode:fl_system 600", f"root:{layout.SUPEREXEC_USER} 640"]
+    for unit in (layout.APPS_GUARD_UNIT, layout.supernode_unit("mn-sn1"), layout.supernode_superexec_unit("mn-sn1")):
+        machine.start(unit)
+    logs = lambda: machine.log(layout.supernode_unit("mn-sn1")) + machine.log(layout.supernode_superexec_unit("mn-sn1"))  # noqa: E731
+    wait_for(lambda: len(running_as(machine)) == 2, "the SuperNode and its SuperExec", logs)
+    assert running_as(machine) == {"flower-supernode": "supernode", "flower-superexec": layout.SUPEREXEC_USER}
+    assert "meta skuid" in machine.run(["nft", "list", "table", "inet", "nina_apps"]).stdout
+    systemctl = (machine.logs / "systemctl.log").read_text()
+    assert f"systemctl enable --now {layout.supernode_unit('mn-sn1')} {layout.supernode_superexec_unit('mn-sn1')}" in systemctl
+
+
+def test_the_container_runs_the_supernode_and_clientapps_as_their_own_users(site: tuple[Any, Path]) -> None:
+    """The Dockerfile's steps that matter (its COPY lines and the RUN lines that use them), then the entrypoint as
+    `docker run` would start it: the site's configuration directory mounted read-only, the key owned by the site's
+    own account (uid 4242 here, mode 0600)."""
+    machine, kit = site
+    dockerfile = (kit / "docker/Dockerfile.cpu").read_text()
+    steps = re.findall(r"^(COPY|RUN) (.+)$", dockerfile, re.M)
+    copies = [args.split() for kind, args in steps if kind == "COPY"]
+    runs = [args for kind, args in steps if kind == "RUN" and ("install.sh" in args or "chmod" in args)]
+    assert len(runs) == 2, runs  # install.sh --image, and the entrypoint's mode
+    for src, dst in copies:
+        machine.run(["install", "-D", "-m", "0644", str(kit / src), dst])
+    for command in runs:
+        machine.run(["bash", "-c", command.replace("/tmp/bundle/install.sh", "bash /tmp/bundle/install.sh")], timeout=120)
+    assert machine.run(["id", "-u", layout.APP_USER]).stdout.strip() == "10003"  # what README tells sites to grant
+
+    conf = kit / "etc/flwr/supernode"
+    key = conf / "mn-sn1/certs/client_credentials"
+    os.chown(key, 4242, 4242)
+    key.chmod(0o600)
+    machine.run(["mount", "--bind", "-o", "ro", str(conf), "/etc/flwr/supernode"])
+    entry = re.search(r'^ENTRYPOINT \["([^"]+)"\]', dockerfile, re.M)
+    assert entry is not None
+    machine.background("container", [entry.group(1), "mn-sn1"])
+    wait_for(lambda: len(running_as(machine)) == 2, "the container's SuperNode and SuperExec", lambda: machine.log("container"))
+    assert running_as(machine) == {"flower-supernode": "supernode", "flower-superexec": layout.SUPEREXEC_USER}
+    assert machine.run(["stat", "-c", "%U %a", "/run/nina/mn-sn1/key"]).stdout.strip() == "supernode 600"
+    assert "meta skuid" in machine.run(["nft", "list", "table", "inet", "nina_apps"]).stdout
+    # The apps' user may not read the key, in the mount or in the copy.
+    probe = ["setpriv", f"--reuid={layout.APP_USER}", f"--regid={layout.APP_USER}", "--clear-groups", "cat"]
+    assert machine.run([*probe, "/run/nina/mn-sn1/key"], check=False).returncode != 0
+    assert machine.run([*probe, layout.supernode_key("mn-sn1")], check=False).returncode != 0

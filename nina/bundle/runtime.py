@@ -11,6 +11,9 @@ from nina.catalog.versions import FLWR
 from nina.plan import apps, flower, names
 
 
+ENTRYPOINT = "/usr/local/sbin/nina-supernode-entrypoint"  # where the Dockerfiles put docker/entrypoint.sh
+
+
 def files(ctx: SiteContext) -> Files:
     cfg = ctx.cfg
     venv = ROLES["supernode"].python_venv
@@ -23,8 +26,11 @@ def files(ctx: SiteContext) -> Files:
         layout.APPS_GUARD.lstrip("/"): (render_template("flower/apps-guard.nft.j2", cfg, apps_guard=apps.guard(("supernode",))), 0o644),
         f"etc/systemd/system/{layout.APPS_GUARD_UNIT}": (render_template("flower/nina-apps-guard.service.j2", cfg), 0o644),
     }
+    out["install.sh"] = (render_template("supernode/bundle/install.sh.j2", cfg, venv=venv, supernodes=ctx.supernodes), 0o755)
+    out["docker/entrypoint.sh"] = (render_template("supernode/bundle/entrypoint.sh.j2", cfg, venv=venv), 0o755)
     for variant in ("cpu", "cuda"):
-        out[f"docker/Dockerfile.{variant}"] = (render_template("supernode/bundle/Dockerfile.j2", cfg, variant=variant), 0o644)
+        dockerfile = render_template("supernode/bundle/Dockerfile.j2", cfg, variant=variant, entrypoint=ENTRYPOINT)
+        out[f"docker/Dockerfile.{variant}"] = (dockerfile, 0o644)
     feds = dict.fromkeys(fed.name for fed, _ in ctx.supernodes)
     superlinks = [
         (f, names.fqdn(cfg, names.superlink_alias(cfg.federations[f])), str(cfg.hosts[cfg.federations[f].superlink_host].ip)) for f in feds
@@ -47,6 +53,8 @@ def files(ctx: SiteContext) -> Files:
         )
         out[f"docker/{script}"] = (text, 0o755)
     addresses = {f: f"{address}:{flower.PUBLIC_PORT}" for f, address, _ in superlinks}
-    readme = render_template("supernode/bundle/README.md.j2", cfg, org=ctx.org, supernodes=ctx.supernodes, superlinks=superlinks, addresses=addresses)
+    readme = render_template(
+        "supernode/bundle/README.md.j2", cfg, org=ctx.org, supernodes=ctx.supernodes, superlinks=superlinks, addresses=addresses, venv=venv
+    )
     out["README.md"] = (readme, 0o644)
     return out

@@ -1,7 +1,7 @@
 """Every version the product pins, in one place: what a host installs, what a site builds, what the tests run.
 
 A change here is a reviewed upgrade. What each one costs (a VM replaced or a re-delivery) depends on where the
-template that reads it sits; README "Upgrading" says it per component. scripts/flwr-venv.sh and
+template that reads it sits (README "Upgrading pinned versions"). scripts/flwr-venv.sh and
 scripts/jupyterhub-venv.sh read FLWR and JUPYTERHUB_PACKAGES from this file, so the tests run what hosts install.
 """
 
@@ -12,7 +12,7 @@ FLWR = "1.41.0"
 
 # Keycloak's official tarball (manual §4.1.2.9): the newest 26.7 release (26.7.1-26.7.4 fix CVEs in 26.7.0), and the
 # sha256 of keycloak-26.7.4.tar.gz as downloaded from its GitHub release. The bootstrap refuses any other bytes, so a
-# wrong pin fails closed, printing what it got. Change both together (README: Upgrading).
+# wrong pin fails closed, printing what it got. Change both together (README: Upgrading pinned versions).
 KEYCLOAK = "26.7.4"
 KEYCLOAK_SHA256 = "04823c336b797a7e18889a44262a7a64e6bf624cbbcc518c85e2622176ff2eee"
 
