@@ -32,7 +32,7 @@ import yaml
 from nina.catalog import apt, databases, layout, ports, versions
 from nina.catalog.roles import APP_USERS, DATABASES, ROLES, SYSTEM_GROUP, WEB_ROLES
 from nina.config import Host, StackConfig
-from nina.plan import apps, backups, flower, names, openvpn, public, quoting
+from nina.plan import apps, backups, flower, names, notebook, openvpn, public, quoting
 
 TEMPLATES = Path(__file__).parent / "templates"
 BOOTSTRAP_DIR = "/usr/local/lib/nina/bootstrap"
@@ -80,7 +80,7 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
             "venvs": sorted({venv for r in host.roles if (venv := ROLES[r].python_venv)}),
             "runs_apps": any(ROLES[r].runs_apps for r in host.roles),
             "apps_guard": apps.guard(host.roles, (s.cidr for s in cfg.network.segments.values())),
-            "notebook_egress": apps.notebook_egress(cfg),
+            "notebook_egress": notebook.notebook_egress(cfg),
         }
     return {
         "cfg": cfg,

@@ -164,6 +164,13 @@ def federations(src: Sources, host: Host) -> Iterable[Deliverable]:
             yield Deliverable(path, content, "root:root", "0644", (f"reload-or-restart:{layout.SUPERLINK_PROXY_UNIT}",))
 
 
+def notebooks(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """The JupyterHub host's config (per-container limits) and its containers' guard (the SuperLinks they may reach):
+    they change in operation, so a new federation or limit restarts a service instead of replacing the VM."""
+    for f in cloudinit.delivered_files(src.cfg, host, "notebook"):
+        yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+
+
 def monitoring(src: Sources, host: Host) -> Iterable[Deliverable]:
     """Prometheus targets and alert rules, Alertmanager's routing and the alert dashboard (nina/plan/scrape.py): they
     change with the stack, not the host, so they are delivered rather than in user-data. No secrets."""
@@ -210,7 +217,8 @@ def validation(src: Sources, host: Host) -> Iterable[Deliverable]:
 
 # The payload's order; each producer is independent.
 PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
-    trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, monitoring, backup_credentials, validation,
+    trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, notebooks, monitoring, backup_credentials,
+    validation,
 )
 
 # Directories the payload needs that no package creates (secrets stay out of world-readable places).

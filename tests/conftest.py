@@ -37,6 +37,9 @@ DATA = Path(__file__).parent / "data"
 STACKS = tuple(sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")))
 TIMEOUT = 300
 
+# flwr runs from a venv of its own (scripts/flwr-venv.sh): its pins conflict with Pulumi's.
+FLWR_VENV = Path(os.environ.get("NINA_FLWR_VENV", ROOT / ".venv-flwr"))
+
 INSTANCE = "openstack:compute/instance:Instance"
 COMMAND = "command:remote:Command"
 PORT = "openstack:networking/port:Port"
@@ -64,6 +67,12 @@ def run_nina_concurrently(*commands: tuple[str, ...], cwd: Path = ROOT) -> list[
         stdout, stderr = proc.communicate(timeout=TIMEOUT)
         results.append(subprocess.CompletedProcess(list(args), proc.returncode, stdout, stderr))
     return results
+
+
+def payload_of(preview: "Preview", host: str) -> str:
+    """What the deliver-<host> command pipes to nina-deliver."""
+    stdin: str = preview.named(COMMAND, f"deliver-{host}")["inputs"]["stdin"]
+    return stdin
 
 
 def free_port() -> int:

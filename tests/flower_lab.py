@@ -10,31 +10,36 @@ Nothing is rewritten: paths, ports, names, users and flags are the ones the prog
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from conftest import COMMAND, ROOT, Preview, wait_for
+from conftest import COMMAND, FLWR_VENV, ROOT, Preview, payload_of, wait_for
 from lab import Lab, Machine
 
 from nina.catalog import layout
-from nina.catalog.ports import PORTS
+from nina.catalog.ports import SUPERLINK_LOOPBACK_PORT, SUPERLINK_PORT, SUPERLINK_RUNTIME_PORT
+from nina.catalog.roles import ROLES
 
-FLWR_VENV = Path(os.environ.get("NINA_FLWR_VENV", ROOT / ".venv-flwr"))
 FED = "test-fl"
 SUPERNODES = ("sn1", "sn2")
-PUBLIC_PORT = next(p.port for p in PORTS if p.name == "superlink")
-LOOPBACK_PORT = next(p.port for p in PORTS if p.name == "superlink-loopback")
-RUNTIME_PORT = next(p.port for p in PORTS if p.name == "superlink-runtime")
-VENV = "/opt/python/flower_env"
+PUBLIC_PORT = SUPERLINK_PORT
+LOOPBACK_PORT = SUPERLINK_LOOPBACK_PORT
+RUNTIME_PORT = SUPERLINK_RUNTIME_PORT
+VENV = ROLES["superlink"].python_venv or ""  # the SuperNodes' is the same
 
 
-def payload_of(preview: Preview, host: str) -> str:
-    stdin: str = preview.named(COMMAND, f"deliver-{host}")["inputs"]["stdin"]
-    return stdin
+UNIX_SOCKETS = ("/run/systemd/resolve/io.systemd.Resolve", "/run/dbus/system_bus_socket")
+_UNIX_LISTEN = """
+import os, socket, sys
+os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666); s.listen()
+while True:
+    s.accept()[0].close()
+"""
+
 
 
 class FlowerLab:
@@ -62,7 +67,7 @@ class FlowerLab:
         for machine in (self.superlink, self.node_host):
             machine.mount_venv(VENV)
         for machine in (self.superlink, self.node_host):
-            machine.boot(preview.hosts[machine.name].cloud_config)
+            machine.boot(preview.hosts[machine.name].cloud_config, self.cfg.admin.ssh_user)
             machine.bootstrap()
             machine.deliver(payload_of(preview, machine.name), deliver)
             # The way out of the lab leads nowhere: a public address is routed (to the hub, which drops it).
@@ -76,14 +81,20 @@ class FlowerLab:
                 self.hub.write(f["path"], f["content"])
         self.hub.run(["update-ca-certificates"])  # links the CA at layout.CA_PEM, as nina-deliver has it done
 
-        for unit in (layout.APPS_GUARD_UNIT, "superlink.service", layout.SUPERLINK_PROXY_UNIT, layout.SUPEREXEC_UNIT):
+        # What Ubuntu runs from boot on and the lab does not: systemd-resolved's and D-Bus's sockets (stand-ins that
+        # accept any user, as those do), there before any unit that hides them from itself starts.
+        for machine in (self.superlink, self.node_host):
+            for path in UNIX_SOCKETS:
+                machine.background(f"socket-{path.rsplit('/', 1)[1]}", ["/usr/bin/python3", "-c", _UNIX_LISTEN, path])
+            wait_for(lambda m=machine: all(m.exists(p) for p in UNIX_SOCKETS), "the stand-in sockets")
+        # In the order systemd would (After=); each unit's Requires= are started by the emulation itself.
+        for unit in ("superlink.service", layout.SUPERLINK_PROXY_UNIT, layout.SUPEREXEC_UNIT):
             self.superlink.start(unit)
         wait_for(lambda: self.superlink_healthy(), "the SuperLink's /health through its proxy", self._evidence, timeout=90)
         for sn in SUPERNODES:
             create = preview.named(COMMAND, f"register-{FED}-{sn}")["inputs"]["create"]
             done = self.superlink.run(["bash", "-c", create], check=False, timeout=180)
             assert done.returncode == 0 and "registered" in done.stdout, done.stdout + done.stderr
-        self.node_host.start(layout.APPS_GUARD_UNIT)
         for sn in SUPERNODES:
             self.node_host.start(layout.supernode_unit(sn))
             self.node_host.start(layout.supernode_superexec_unit(sn))

@@ -1,20 +1,21 @@
 """Hosts of a stack as Linux namespaces on this machine, booted from what the program renders.
 
 A `Machine` is one host of the stack: a mount namespace whose /etc, /opt, /usr/local, /var, /run and /root are
-overlays (every write lands in the test's tmpfs; this machine's own files are never touched) and a network namespace
-with the host's own address on a lab bridge (10.40.0.0/16: the test stack's segments are one L2 here). On it the
+overlays (every write lands in the test's tmpfs; this machine's own files are never touched), a UTS namespace (for
+the hostname cloud-init sets) and a network namespace with the host's own address on a lab bridge (10.40.0.0/16: the test stack's segments are one L2 here). On it the
 test runs, in order, what runs on the real host:
 
 1. `boot()`: the real cloud-init (Debian's package) on the host's rendered user-data, with the modules that do not
    need a cloud or the network: the users and groups, and every file with its owner and mode.
-2. `bootstrap()`: the host's rendered bootstrap scripts themselves (the role steps; base's needs a real VM), with
-   systemctl and apt-get recorded instead of run. The Flower venv is this machine's (scripts/flwr-venv.sh), mounted
+2. `bootstrap()`: the host's rendered bootstrap scripts themselves, base's included, with systemctl, apt-get and
+   sshd recorded instead of run (the state volume's unit is one of those systemctl calls). The Flower venv is this machine's (scripts/flwr-venv.sh), mounted
    at the path the role table gives, so `ensure_venv` finds flwr already installed.
 3. `deliver()`: nina-deliver with the host's payload (certificates, keys, secrets, /etc/hosts, confs).
 4. `start()`: a systemd unit, emulated: its User=, Group=, SupplementaryGroups=, AmbientCapabilities=,
    CapabilityBoundingSet=, NoNewPrivileges=, Environment=, EnvironmentFile=, RuntimeDirectory= and the directories it
-   declares, with setpriv(1) and env(1) around its ExecStartPre= and ExecStart= lines. Sandboxing options
-   (ProtectSystem=, PrivateTmp=, ProtectProc=, ...) are not emulated: what a test proves holds without them.
+   declares, Requires= and InaccessiblePaths= (a mount namespace of the unit's own), with setpriv(1) and env(1)
+   around its ExecStartPre= and ExecStart= lines. Other sandboxing (ProtectSystem=, PrivateTmp=, ProtectProc=, ...)
+   is not emulated: what a test proves holds without it.
 
 Needs root (namespaces, overlays, setpriv), like the VPN tunnel test. Every process started in a machine is killed
 at `close()`, found by its network namespace.
@@ -28,6 +29,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import textwrap
 import time
@@ -65,7 +67,7 @@ class Namespace:
         pidfile = tmp / f"{name}.pid"
         script = f"set -e\nmount --make-rprivate /\nip link set lo up\n{setup}\necho $$ > {pidfile}\nexec sleep infinity\n"
         self.holder = subprocess.Popen(
-            ["unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", script],
+            ["unshare", "--mount", "--net", "--uts", "--propagation", "private", "bash", "-c", script],
             stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.setup.log", "wb"), start_new_session=True,  # noqa: SIM115
         )
         deadline = time.monotonic() + 30
@@ -76,7 +78,7 @@ class Namespace:
         self.pid = int(pidfile.read_text())
 
     def enter(self, argv: list[str]) -> list[str]:
-        return ["nsenter", "-t", str(self.pid), "-m", "-n", "--", *argv]
+        return ["nsenter", "-t", str(self.pid), "-m", "-n", "-u", "--", *argv]
 
     def run(self, argv: list[str], timeout: float = 120, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         done = _run(self.enter(argv), timeout=timeout, **kwargs)
@@ -129,6 +131,8 @@ class Machine(Namespace):
             mounts.append(f"mount -t overlay overlay -o lowerdir={path},upperdir={ovl}/{key}/u,workdir={ovl}/{key}/w {path}")
         # The service users reach the Flower venv's interpreter (pyenv under /root on developer machines).
         mounts.append("chmod 0755 /root")
+        # What Nectar's Ubuntu image has and this machine may not: OpenSSH's drop-in directory.
+        mounts.append("mkdir -p /etc/ssh/sshd_config.d")
         super().__init__(tmp, name, "\n".join(mounts))
         self.ip = ip
         self.flwr_venv = flwr_venv
@@ -136,7 +140,7 @@ class Machine(Namespace):
         self.logs.mkdir()
         self.stubs = tmp / f"{name}-stubs"
         self.stubs.mkdir()
-        for tool in ("systemctl", "apt-get", "update-ca-certificates-stub"):
+        for tool in ("systemctl", "apt-get", "sshd"):
             (self.stubs / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {self.logs}/{tool}.log\n')
             (self.stubs / tool).chmod(0o755)
         port = f"v{index}"
@@ -146,6 +150,7 @@ class Machine(Namespace):
         self.run(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", "eth0"])
         self.run(["ip", "link", "set", "eth0", "up"])
         self.processes_started: list[subprocess.Popen[bytes]] = []
+        self.active: set[str] = set()  # units started (systemd's Requires= starts what is required first)
 
     # ------------------------------------------------------------------------------------------------ files
 
@@ -160,8 +165,9 @@ class Machine(Namespace):
 
     # ---------------------------------------------------------------------------------------------- stages
 
-    def boot(self, cloud_config: Mapping[str, Any]) -> None:
-        """cloud-init's users_groups and write_files(_deferred) modules on the host's cloud-config."""
+    def boot(self, cloud_config: Mapping[str, Any], default_user: str = "ubuntu") -> None:
+        """cloud-init's users_groups and write_files(_deferred) modules on the host's cloud-config; `default_user`
+        is the image's (Nectar's Ubuntu: ubuntu), whom the base bootstrap adds to fl_system."""
         seed = self.tmp / f"{self.name}-seed"
         seed.mkdir()
         (seed / "meta-data").write_text(f"instance-id: lab-{self.name}\nlocal-hostname: {self.name}\n")
@@ -174,7 +180,7 @@ class Machine(Namespace):
             cloud_init_modules: [write_files, users_groups]
             cloud_config_modules: []
             cloud_final_modules: [write_files_deferred]
-            system_info: {{distro: debian, paths: {{cloud_dir: /var/lib/cloud/, templates_dir: /etc/cloud/templates/}}, default_user: {{name: nobody}}}}
+            system_info: {{distro: debian, paths: {{cloud_dir: /var/lib/cloud/, templates_dir: /etc/cloud/templates/}}, default_user: {{name: {default_user}, shell: /bin/bash}}}}
             def_log_file: /var/log/cloud-init.log
             """
         )
@@ -193,7 +199,7 @@ class Machine(Namespace):
             f"mount -t overlay overlay -o lowerdir={self.flwr_venv},upperdir={upper}-u/u,workdir={upper}-u/w {path}"
         )
 
-    def bootstrap(self, skip: Iterable[str] = ("base",)) -> None:
+    def bootstrap(self, skip: Iterable[str] = ()) -> None:
         """The host's bootstrap steps, in the runner's order, with systemctl and apt-get recorded."""
         steps = self.run(["ls", "/usr/local/lib/nina/bootstrap"]).stdout.split()
         env = f"PATH={self.stubs}:{SYSTEMD_PATH}"
@@ -267,6 +273,16 @@ class Machine(Namespace):
                     key, _, value = raw.partition("=")
                     env[key.strip()] = " ".join(shlex.split(value))
         execs = [self._expand(line, env) for line in [*_values(parser, "Service", "ExecStartPre"), *_values(parser, "Service", "ExecStart")]]
+        hidden = " ".join(_values(parser, "Service", "InaccessiblePaths")).split()
+        if hidden:
+            # systemd puts an inaccessible node over each path in the unit's own mount namespace ("-": if it exists).
+            cover = "; ".join(
+                f'if [ -d {p.lstrip("-")} ]; then mount -t tmpfs -o mode=000 none {p.lstrip("-")}; '
+                f'elif [ -e {p.lstrip("-")} ]; then mount --bind /dev/null {p.lstrip("-")}; '
+                f'else {"true" if p.startswith("-") else "exit 1"}; fi'
+                for p in hidden
+            )
+            prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{cover}; exec "$@"', "sh", *prefix]
         return prefix, env, execs, _last(svc, "Type") or "simple"
 
     @staticmethod
@@ -276,9 +292,13 @@ class Machine(Namespace):
         return [re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), ""), w) for w in words]
 
     def start(self, name: str, *, workdir: str | None = None) -> subprocess.Popen[bytes] | None:
-        """Start unit `name` as systemd would; a oneshot runs to completion (and must succeed)."""
-        prefix, env, execs, kind = self.command(name)
+        """Start unit `name` as systemd would: the units it Requires= first (a failure there fails it), then its
+        Exec lines; a oneshot runs to completion (and must succeed)."""
         parser, _ = self.unit(name)
+        for required in " ".join(_values(parser, "Unit", "Requires")).split():
+            if required not in self.active:
+                self.start(required)
+        prefix, env, execs, kind = self.command(name)
         cwd = _last(parser["Service"], "WorkingDirectory") or "/"
         started: subprocess.Popen[bytes] | None = None
         for i, argv in enumerate(execs):
@@ -292,6 +312,7 @@ class Machine(Namespace):
             log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process holds it
             started = subprocess.Popen(full, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             self.processes_started.append(started)
+        self.active.add(name)
         return started
 
     def background(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -332,6 +353,7 @@ class Lab:
     """Machines on one bridge (a namespace of its own); `close()` kills everything and leaves nothing behind."""
 
     def __init__(self, tmp: Path, flwr_venv: Path) -> None:
+        self.hostname = socket.gethostname()
         self.tmp = tmp
         self.flwr_venv = flwr_venv
         self.switch = Namespace(tmp, "switch", "ip link add br0 type bridge\nip link set br0 up")
@@ -346,3 +368,4 @@ class Lab:
         for machine in self.machines.values():
             machine.close()
         self.switch.close()
+        assert socket.gethostname() == self.hostname, "a lab machine changed this machine's hostname"

@@ -14,24 +14,19 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import COMMAND, ROOT, Preview, free_port, wait_for
+from conftest import FLWR_VENV, ROOT, Preview, free_port, payload_of, wait_for
 
 from nina.catalog import layout
-from nina.catalog.ports import PORTS
+from nina.catalog.ports import SUPERLINK_LOOPBACK_PORT, SUPERLINK_PORT
 from nina.catalog.roles import server_tls
 
-FLWR_VENV = Path(os.environ.get("NINA_FLWR_VENV", ROOT / ".venv-flwr"))
-PUBLIC_PORT = next(p.port for p in PORTS if p.name == "superlink")
-LOOPBACK_PORT = next(p.port for p in PORTS if p.name == "superlink-loopback")
+PUBLIC_PORT = SUPERLINK_PORT
+LOOPBACK_PORT = SUPERLINK_LOOPBACK_PORT
 
 
 def files_of(preview: Preview, host: str) -> dict[str, str]:
     return {f["path"]: f["content"] for f in preview.hosts[host].cloud_config["write_files"]}
 
-
-def payload_of(preview: Preview, host: str) -> str:
-    stdin: str = preview.named(COMMAND, f"deliver-{host}")["inputs"]["stdin"]
-    return stdin
 
 
 def install(preview: Preview, host: str, root: Path) -> None:

@@ -86,7 +86,7 @@ def boot(tmp: Path, runcmd: list[list[str]], runner: str, steps: dict[str, str])
         cloud-init status --long
         if [ -e {layout.BOOTSTRAP_MARKER} ]; then echo MARKER; fi
     """
-    done = subprocess.run(["unshare", "--mount", "--fork", "bash", "-c", script], capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(["unshare", "--mount", "--uts", "--fork", "bash", "-c", script], capture_output=True, text=True, timeout=240, check=False)
     return done.stdout, (tmp / "stages.out").read_text(), "MARKER" in done.stdout.splitlines()
 
 

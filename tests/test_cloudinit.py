@@ -513,19 +513,24 @@ def test_nft_check_catches_a_bad_ruleset() -> None:
     assert proc.returncode != 0
 
 
-def _connects(ns: str, as_nobody: bool, port: int) -> bool:
-    shell = f"exec 3<>/dev/tcp/{METADATA_IP}/{port}"
+METADATA_IP6 = "fe80::a9fe:a9fe"  # OpenStack's IPv6 metadata address (link-local: reached through an interface)
+
+
+def _connects(ns: str, as_nobody: bool, port: int, address: str = METADATA_IP) -> bool:
+    probe = f"import socket; socket.create_connection(({address!r}, {port}), timeout=3).close()"
     prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_nobody else []
     try:
-        proc = subprocess.run(["ip", "netns", "exec", ns, *prefix, "/bin/bash", "-c", shell], capture_output=True, timeout=5, check=False)
+        proc = subprocess.run(["ip", "netns", "exec", ns, *prefix, sys.executable, "-c", probe], capture_output=True, timeout=10, check=False)
     except subprocess.TimeoutExpired:  # a dropped (not rejected) SYN: not connected either
         return False
     return proc.returncode == 0
 
 
-def test_metadata_guard_blocks_non_root_only(previews: dict[str, Preview]) -> None:
-    """Load the real ruleset in a network namespace of our own with a listener on the metadata address: an
-    unprivileged process is refused, root is not (cloud-init runs as root)."""
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_metadata_guard_blocks_non_root_only(previews: dict[str, Preview], family: str) -> None:
+    """Load the real ruleset in a network namespace of our own with a listener on the metadata address (OpenStack
+    serves IPv4 169.254.169.254 and IPv6 fe80::a9fe:a9fe): an unprivileged process is refused, root is not
+    (cloud-init runs as root)."""
     if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nft") is None:
         pytest.skip("needs root, iproute2 and nftables (.ci/run runs as root)")
     rendered = next(iter(next(iter(previews.values())).hosts.values()))
@@ -534,24 +539,28 @@ def test_metadata_guard_blocks_non_root_only(previews: dict[str, Preview]) -> No
     if subprocess.run(["ip", "netns", "add", ns], capture_output=True, check=False).returncode != 0:
         pytest.skip("cannot create a network namespace here")
     server = None
+    address, cidr = (METADATA_IP, f"{METADATA_IP}/32") if family == "ipv4" else (f"{METADATA_IP6}%lo", f"{METADATA_IP6}/128")
     try:
-        for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{METADATA_IP}/32", "dev", "lo"]):
+        for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", cidr, "dev", "lo"]):
             subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
         port = 8775
-        listener = f"import socket,time\ns=socket.socket()\ns.bind(('{METADATA_IP}',{port}))\ns.listen(16)\nwhile True:\n    s.accept()[0].close()\n"
+        listener = (
+            f"import socket\nfamily, _, _, _, where = socket.getaddrinfo({address!r}, {port}, type=socket.SOCK_STREAM)[0]\n"
+            "s = socket.socket(family)\ns.bind(where)\ns.listen(16)\nwhile True:\n    s.accept()[0].close()\n"
+        )
         server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", listener])
         deadline = time.monotonic() + 10
-        while not _connects(ns, False, port):
+        while not _connects(ns, False, port, address):
             assert time.monotonic() < deadline, "listener did not come up"
             time.sleep(0.1)
-        assert _connects(ns, True, port), "control: without the guard an unprivileged process connects"
+        assert _connects(ns, True, port, address), "control: without the guard an unprivileged process connects"
         with tempfile.NamedTemporaryFile("w", suffix=".nft") as f:
             f.write(ruleset["content"])
             f.flush()
             subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", f.name], check=True)
             subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", f.name], check=True)  # re-loadable (restart)
-        assert not _connects(ns, True, port), "an unprivileged process reached the metadata service"
-        assert _connects(ns, False, port), "root (cloud-init) must still reach the metadata service"
+        assert not _connects(ns, True, port, address), "an unprivileged process reached the metadata service"
+        assert _connects(ns, False, port, address), "root (cloud-init) must still reach the metadata service"
     finally:
         if server is not None:
             server.kill()

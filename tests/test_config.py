@@ -179,6 +179,10 @@ CASES: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
     ("bad-host-name", "test", lambda raw: raw["nina:hosts"].update(Hub_2=raw["nina:hosts"].pop("vpn")), "nina:hosts.Hub_2", "not a valid name"),
     ("volume-not-integer", "test", _set(("nina:hosts", "hub", "volume_gb"), "lots"), "nina:hosts.hub.volume_gb", "must be an integer"),
     ("ssh-open-to-world", "test", _set(("nina:admin", "ssh_cidrs"), ["0.0.0.0/0"]), "nina:admin.ssh_cidrs[0]", "too wide for the operators' networks"),
+    # The whole internet in two halves: each half is refused.
+    ("ssh-open-in-halves", "test", _set(("nina:admin", "ssh_cidrs"), ["0.0.0.0/1", "128.0.0.0/1"]), "nina:admin.ssh_cidrs[1]", "128.0.0.0/1 is too wide"),
+    ("ssh-from-a-site-segment", "test", _set(("nina:admin", "ssh_cidrs"), ["10.40.10.0/25"]), "nina:admin.ssh_cidrs[0]", "overlaps nina:network.segments.org-a"),
+    ("ssh-from-a-vpn-pool", "test", _set(("nina:admin", "ssh_cidrs"), ["192.168.99.0/24"]), "nina:admin.ssh_cidrs[0]", "overlaps nina:federations.test-fl.vpn_client_range"),
     ("bad-operator-key", "test", _set(("nina:admin", "ssh_public_keys"), ["ssh-rsa nope"]), "nina:admin.ssh_public_keys[0]", "not a valid OpenSSH public key"),
     ("jump-host-without-floating-ip", "test", _set(("nina:admin", "jump_host"), "superlink"), "nina:admin.jump_host", "has no floating IP"),
     ("superlink-host-unknown", "test", _set(("nina:federations", "test-fl", "superlink_host"), "nowhere"), "nina:federations.test-fl.superlink_host", "'nowhere' is not a host"),

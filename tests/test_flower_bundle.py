@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,8 @@ SITE_IP = "192.168.50.10"
 
 @pytest.fixture
 def site(metro_north: Path, tmp_path: Path) -> Iterator[tuple[Any, Path]]:
-    from flower_lab import FLWR_VENV, VENV
+    from conftest import FLWR_VENV
+    from flower_lab import VENV
     from lab import Lab, unavailable
 
     reason = unavailable()
@@ -182,7 +184,8 @@ def test_the_container_runs_the_supernode_and_clientapps_as_their_own_users(site
         machine.run(["install", "-D", "-m", "0644", str(kit / src), dst])
     for command in runs:
         machine.run(["bash", "-c", command.replace("/tmp/bundle/install.sh", "bash /tmp/bundle/install.sh")], timeout=120)
-    assert machine.run(["id", "-u", layout.APP_USER]).stdout.strip() == "10003"  # what README tells sites to grant
+    assert machine.run(["id", "-u", layout.APP_USER]).stdout.strip() == str(layout.IMAGE_IDS[layout.APP_USER])  # what README tells sites to grant
+    assert f"setfacl -R -m u:{layout.IMAGE_IDS[layout.APP_USER]}:rX" in (kit / "README.md").read_text()
 
     conf = kit / "etc/flwr/supernode"
     key = conf / "mn-sn1/certs/client_credentials"
@@ -194,9 +197,11 @@ def test_the_container_runs_the_supernode_and_clientapps_as_their_own_users(site
     machine.background("container", [entry.group(1), "mn-sn1"])
     wait_for(lambda: len(running_as(machine)) == 2, "the container's SuperNode and SuperExec", lambda: machine.log("container"))
     assert running_as(machine) == {"flower-supernode": "supernode", "flower-superexec": layout.SUPEREXEC_USER}
-    assert machine.run(["stat", "-c", "%U %a", "/run/nina/mn-sn1/key"]).stdout.strip() == "supernode 600"
+    assert machine.run(["stat", "-c", "%U %a", "/run/nina/mn-sn1/supernode/key"]).stdout.strip() == "supernode 600"
+    time.sleep(5)  # still both, a while later: neither stopped at start (the SuperExec reads its secret, say)
+    assert running_as(machine) == {"flower-supernode": "supernode", "flower-superexec": layout.SUPEREXEC_USER}, machine.log("container")
     assert "meta skuid" in machine.run(["nft", "list", "table", "inet", "nina_apps"]).stdout
     # The apps' user may not read the key, in the mount or in the copy.
     probe = ["setpriv", f"--reuid={layout.APP_USER}", f"--regid={layout.APP_USER}", "--clear-groups", "cat"]
-    assert machine.run([*probe, "/run/nina/mn-sn1/key"], check=False).returncode != 0
+    assert machine.run([*probe, "/run/nina/mn-sn1/supernode/key"], check=False).returncode != 0
     assert machine.run([*probe, layout.supernode_key("mn-sn1")], check=False).returncode != 0

@@ -123,6 +123,29 @@ def test_researcher_flwr_config(previews: dict[str, Preview]) -> None:
         assert parsed["superlink"]["default"] in preview.cfg.federations, stack
 
 
+def test_flower_reads_every_node_config_value_as_written() -> None:
+    """--node-config as Flower 1.41 parses it (flwr's own parse_config_args, from its venv): numbers stay numbers,
+    and what only Python takes for a number ("08", "Infinity", ".5", "1.") arrives as the string the stack wrote."""
+    import dataclasses
+
+    from conftest import FLWR_VENV
+
+    from nina.config import Federation, SuperNode
+
+    values = {"a": "3", "b": "-2.5", "c": "1e5", "d": "08", "e": "Infinity", "f": ".5", "g": "1.", "h": "/media/data/x", "i": "true"}
+    sn = SuperNode(name="sn", organisation="org", partition_id=0, public_key=None, host=None, port=9094, node_config=values)
+    fed = Federation(name="f", type="deployment", superlink_host="s", vpn_host=None, vpn_client_range=None,
+                     num_partitions=1, runtime_dependency_installation=False, archived=False, simulation_supernodes=0,
+                     supernodes=(sn,), revoked=())
+    arg = flower.node_config(fed, dataclasses.replace(sn))
+    script = "import json, sys; from flwr.common.config import parse_config_args; print(json.dumps(parse_config_args([sys.argv[1]])))"
+    done = subprocess.run([str(FLWR_VENV / "bin" / "python"), "-c", script, arg], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    parsed = json.loads(done.stdout)
+    assert parsed == {"partition-id": 0, "num-partitions": 1, "a": 3, "b": -2.5, "c": 100000.0, "d": "08", "e": "Infinity", "f": ".5",
+                      "g": "1.", "h": "/media/data/x", "i": "true"}
+
+
 def test_supernode_conf_quotes_strings_for_flower(previews: dict[str, Preview]) -> None:
     cfg = previews["uat"].cfg
     fed = cfg.federations["uat-cardiac"]
@@ -131,7 +154,7 @@ def test_supernode_conf_quotes_strings_for_flower(previews: dict[str, Preview]) 
     secret = layout.supernode_superexec_secret(ob.name)
     conf = render_template("supernode/supernode.conf.j2", cfg, federation=fed.name, supernode=ob.name, ca_path=layout.CA_PEM, superexec_secret=secret)
     assert "SUPERLINK=superlink-uat-cardiac.uat.nina.internal:9092\n" in conf
-    assert f"AUTH_SUPERNODE_PRIVATE_KEY={layout.supernode_key('ob-sn1')}\n" in conf and "ISOLATION=process\n" in conf
+    assert f"AUTH_SUPERNODE_PRIVATE_KEY={layout.supernode_key('ob-sn1')}\n" in conf
     assert f"SUPEREXEC_AUTH_SECRET_FILE={secret}\n" in conf
 
 
@@ -172,7 +195,7 @@ def test_superlink_flags(previews: dict[str, Preview]) -> None:
     assert "SUPERNODE_AUTH=1\n" in test and "RUNTIME_DEPENDENCY_INSTALLATION=0\n" in test
     for conf, stack in ((test, "test"), (uat, "uat")):
         # Every federation's ServerApps run in a SuperExec of their own user (README: Threat model).
-        assert f"SUPEREXEC_AUTH_SECRET_FILE={layout.SUPERLINK_SUPEREXEC_SECRET}\n" in conf and "ISOLATION=process\n" in conf
+        assert f"SUPEREXEC_AUTH_SECRET_FILE={layout.SUPERLINK_SUPEREXEC_SECRET}\n" in conf
         files = {f["path"] for f in previews[stack].hosts["superlink"].write_files}
         assert f"/etc/systemd/system/{layout.SUPEREXEC_UNIT}" in files
     unit = previews["test"].hosts["superlink"].file("/etc/systemd/system/superlink.service")["content"]

@@ -1,7 +1,9 @@
 """Every value of a stack file is input to renderers that write shell, systemd, nginx, OpenVPN and TOML. Here each
-field of a stack that sets every optional key is given each hostile value in turn (quotes, `$()`, backticks, `;`,
-newlines, tabs, `%`, Jinja, Unicode line separators, 4 KB): it must be refused with its `nina:` key, or, for the
-few free-text fields, land only where nothing parses it. No value may crash the reader.
+field of a stack that sets every optional key (uat's, extended; the test stack's fields are a subset of its kinds)
+is given each hostile value in turn (quotes, `$()`, backticks, `;`, newlines, tabs, `%`, Jinja, Unicode line
+separators, 4 KB): it must be refused with its `nina:` key, or, for the few free-text fields, land only where
+nothing parses it: every file a host or a site receives counts as parsed but the site kit's README. No value may
+crash the reader. The quoting helpers themselves are then judged by the tools that read their output.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import pytest
 
 import cloudinit
 from conftest import encode, raw_config, run_nina
+from nina import bundle
+from nina.bundle import SiteContext, organisation_supernodes
 from nina.config import ConfigError, StackConfig, parse
 from nina.plan import flower, openvpn, quoting
 
@@ -49,7 +53,9 @@ FREE_TEXT = (
     "nina:federations.*.revoked[*].reason",
     "nina:smtp_password",  # a file only Alertmanager reads, whole (smtp_auth_password_file)
 )
-PARSED_SYNTAXES = re.compile(r"\.(sh|service|timer|conf|nft|toml|py|json|yml|yaml|ini|j2)$|/(sbin|bin)/|run_|\.default$|/etc/default/")
+# Files nothing parses as configuration or code: the site kit's README (a person reads it), and the names-only files
+# of OpenVPN's revocation directory (crl-verify ... dir reads the file name, never the content).
+UNPARSED = re.compile(r"(^|:)README\.md$|/crl/[^/]+$")
 
 
 def full_config() -> dict[str, Any]:
@@ -128,6 +134,11 @@ def rendered(cfg: StackConfig) -> dict[str, str]:
         for sn in fed.supernodes:
             files[f"register-{fed.name}-{sn.name}.sh"] = flower.register_command(sn.public_key or "ecdsa-sha2-nistp384 AAAA")
     files["flwr-config.toml"] = flower.config_toml(cfg)
+    for org in cfg.organisations.values():
+        if org.hosting == "on_premises" and organisation_supernodes(cfg, org.name):
+            site = SiteContext(cfg, org, organisation_supernodes(cfg, org.name), "-----BEGIN CERTIFICATE-----\n", {})
+            for path, (content, _) in bundle.build(site).items():
+                files[f"bundle-{org.name}:{path}"] = content
     return files
 
 
@@ -165,9 +176,32 @@ def test_each_hostile_value_is_refused_with_its_key_or_lands_inert(hostile: str)
         accepted.append(path)
         for where, content in rendered(cfg).items():
             if value in content:
-                assert not PARSED_SYNTAXES.search(where), f"{path}={hostile!r} landed in {where}, which a program parses"
+                assert UNPARSED.search(where), f"{path}={hostile!r} landed in {where}, which a program parses"
             assert "49{% raw %}" not in content, f"{path}: the template evaluated Jinja from the stack in {where}"
     assert not Path(CANARY).exists()
+
+
+def test_unit_quoting_is_what_systemd_reads(tmp_path: Path) -> None:
+    """Each hostile value as one argument of an ExecStart= line, judged by systemd-analyze verify: refused by the
+    helper (a line break, a control character), or a line systemd parses without complaint (quotes balanced, `%`
+    and `$` escaped); and a quoting mistake is caught by the same check."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (scripts/install-system-deps.sh)")
+
+    def verify(argument: str) -> str:
+        unit = tmp_path / "nina-quoting-probe.service"
+        unit.write_text(f"[Service]\nType=oneshot\nExecStart=/bin/echo {argument}\n")
+        done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
+        return done.stderr + ("" if done.returncode == 0 else f"exit {done.returncode}")
+
+    for name, value in HOSTILE.items():
+        try:
+            quoted = quoting.unit(value)
+        except quoting.Unquotable:
+            assert "\n" in value or "\t" in value or "\u2028" in value, name
+            continue
+        assert verify(quoted) == "", (name, quoted)
+    assert verify('"unbalanced') != ""  # the judge can fail
 
 
 def test_stack_values_reach_a_shell_only_as_one_word(tmp_path: Path) -> None:

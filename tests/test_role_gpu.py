@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -107,7 +108,8 @@ def test_cuda_repository_is_signed_and_checked(gpu: dict[str, str]) -> None:
     script = gpu[BOOTSTRAP]
     # lib.sh's apt_repo accepts the key only with this fingerprint (tests/test_apt_repo.py runs it for real)
     repo = "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64"
-    assert f"apt_repo cuda {repo}/3bf863cc.pub {CUDA_FINGERPRINT} '{repo}/ /'" in script.splitlines()
+    (call,) = [line for line in script.splitlines() if line.startswith("apt_repo cuda ")]
+    assert shlex.split(call)[1:] == ["cuda", f"{repo}/3bf863cc.pub", CUDA_FINGERPRINT, f"{repo}/ /"]
 
 
 def test_cuda_repository_ranks_below_ubuntu(gpu: dict[str, str]) -> None:

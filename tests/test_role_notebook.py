@@ -26,14 +26,15 @@ from typing import Any
 
 import pytest
 
+import cloudinit
 from nina.catalog import layout
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import ROLES, SYSTEM_GROUP, server_tls
 from nina.plan import names
 from tests.conftest import BOOTSTRAP, ROOT, Preview, env_path, env_var_names, role_files
 
-CONFIG = "/etc/jupyterhub/config/jupyterhub_config.py"
-GUARD = "/etc/jupyterhub/container-guard.nft"
+CONFIG = layout.JUPYTERHUB_CONFIG
+GUARD = layout.NOTEBOOK_GUARD_RULES
 DAEMON = "/etc/docker/daemon.json"
 UNIT = "/etc/systemd/system/jupyterhub.service"
 REALM = "/opt/keycloak/data/import/nina-realm.json"
@@ -43,7 +44,9 @@ PORT = {p.name: p for p in PORTS}
 
 
 def notebook_files(preview: Preview) -> dict[str, str]:
-    return role_files(preview, "notebook")
+    """The notebook host's user-data files and bootstrap, and its delivered config and guard."""
+    host = preview.cfg.the_host_with("notebook")
+    return {**role_files(preview, "notebook"), **{f.path: f.content for f in cloudinit.delivered_files(preview.cfg, host, "notebook")}}
 
 
 class Section(dict[str, Any]):
@@ -165,7 +168,8 @@ def test_hooks(preview: Preview, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     delivered = tmp_path / "flwr-config.toml"
     namespace["FLWR_CONFIG"] = str(delivered)
     chowned: list[tuple[str, int, int]] = []
-    monkeypatch.setattr(os, "chown", lambda path, uid, gid: chowned.append((path, uid, gid)))
+    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: chowned.append((os.readlink(f"/proc/self/fd/{fd}"), uid, gid)))
+    (tmp_path / "users").mkdir()  # the bootstrap makes it
     spawner = SimpleNamespace(escaped_name="alice-40example-2eorg")
     c.DockerSpawner.pre_spawn_hook(spawner)
     work = tmp_path / "users" / "alice-40example-2eorg"
@@ -180,6 +184,7 @@ def test_hooks(preview: Preview, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     (flwr_home / "config.toml").write_text("stale\n")
     c.DockerSpawner.pre_spawn_hook(spawner)
     assert (flwr_home / "config.toml").read_text() == delivered.read_text()
+    assert ((flwr_home / "config.toml").stat().st_mode & 0o777) == 0o664
     assert c.DockerSpawner.environment["FLWR_HOME"] == "/home/jovyan/work/.flwr"
     assert c.DockerSpawner.notebook_dir == "/home/jovyan/work"  # FLWR_HOME sits in the persistent work directory
 
@@ -192,6 +197,35 @@ def test_hooks(preview: Preview, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "localhost" not in extra["extra_hosts"]
     assert extra["cap_drop"] == ["ALL"] and extra["security_opt"] == ["no-new-privileges"]
     assert extra["pids_limit"] == cfg.notebook.pids
+
+
+def test_a_researchers_symlinks_never_redirect_the_hubs_writes(preview: Preview, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A researcher controls their work directory from inside the container: a symlink planted as .flwr/config.toml
+    (to the hub's database) or as .flwr itself (to another researcher's directory) is replaced, never written through."""
+    c, namespace = load_config(preview)
+    namespace["STATE"] = str(tmp_path)
+    delivered = tmp_path / "flwr-config.toml"
+    delivered.write_text("[superlink]\n")
+    namespace["FLWR_CONFIG"] = str(delivered)
+    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: None)
+    users = tmp_path / "users"
+    mallory, alice = users / "mallory", users / "alice"
+    (alice / ".flwr").mkdir(parents=True)
+    (alice / ".flwr" / "config.toml").write_text("alice's\n")
+    (mallory / ".flwr").mkdir(parents=True)
+    database = tmp_path / "jupyterhub.sqlite"
+    database.write_text("the hub's\n")
+    database.chmod(0o600)
+    (mallory / ".flwr" / "config.toml").symlink_to(database)
+    c.DockerSpawner.pre_spawn_hook(SimpleNamespace(escaped_name="mallory"))
+    assert database.read_text() == "the hub's\n" and (database.stat().st_mode & 0o777) == 0o600
+    assert not (mallory / ".flwr" / "config.toml").is_symlink() and (mallory / ".flwr" / "config.toml").read_text() == "[superlink]\n"
+
+    shutil.rmtree(mallory / ".flwr")
+    (mallory / ".flwr").symlink_to(alice / ".flwr")
+    c.DockerSpawner.pre_spawn_hook(SimpleNamespace(escaped_name="mallory"))
+    assert (alice / ".flwr" / "config.toml").read_text() == "alice's\n"
+    assert (mallory / ".flwr").is_dir() and not (mallory / ".flwr").is_symlink()
 
 
 def test_idle_culler_has_only_the_scopes_it_needs(preview: Preview) -> None:
@@ -248,15 +282,17 @@ def test_every_setting_is_a_real_trait(preview: Preview, tmp_path: Path) -> None
 def test_unit_reads_the_delivered_files_and_gets_the_socket(preview: Preview) -> None:
     unit = notebook_files(preview)[UNIT]
     tls = server_tls("notebook")
-    assert set(unit_values(unit, "ConditionPathExists")) == {tls.cert, tls.key, layout.CA_PEM, env_path("notebook")}
+    assert set(unit_values(unit, "ConditionPathExists")) == {tls.cert, tls.key, layout.CA_PEM, env_path("notebook"), CONFIG}
     assert unit_values(unit, "EnvironmentFile") == [env_path("notebook")]
     assert unit_values(unit, "User") == ["jupyterhub"] and unit_values(unit, "Group") == [SYSTEM_GROUP]
     assert tls.owner == f"jupyterhub:{SYSTEM_GROUP}" and "jupyterhub.service" in tls.units
     assert unit_values(unit, "SupplementaryGroups") == ["docker users"]
     assert unit_values(unit, "ExecStart") == [f"{VENV}/bin/jupyterhub -f {CONFIG}"]
-    assert unit_values(unit, "ExecStartPre") == [f"+/usr/sbin/nft -f {GUARD}"]
     assert unit_values(unit, "ReadWritePaths") == [STATE] == unit_values(unit, "WorkingDirectory")
-    assert "docker.service" in unit_values(unit, "Requires")[0].split()
+    # No containers without their guard, which its own unit loads from the delivered rules.
+    assert set(unit_values(unit, "Requires")[0].split()) == {"docker.service", layout.NOTEBOOK_GUARD_UNIT}
+    guard = notebook_files(preview)[f"/etc/systemd/system/{layout.NOTEBOOK_GUARD_UNIT}"]
+    assert unit_values(guard, "ExecStart") == [f"/usr/sbin/nft -f {GUARD}"] and unit_values(guard, "ConditionPathExists") == [GUARD]
 
 
 def test_docker_daemon_logs_to_the_journal(preview: Preview) -> None:
@@ -476,3 +512,25 @@ def test_containers_reach_superlinks_resolvers_and_the_web_only(previews: dict[s
             listener.wait(timeout=10)
         for ns in (container, host, world):
             ns.close()
+
+
+def test_a_new_federation_or_limit_changes_deliveries_not_the_hubs_user_data() -> None:
+    """The containers' guard names the SuperLinks and the config the limits: both change in operation, so both are
+    delivered (a restart), and the JupyterHub host's user-data (a change to it replaces the VM) stays the same."""
+    from conftest import encode, problems, raw_config
+
+    from nina.config import parse
+
+    base = raw_config("test")
+    grown = json.loads(json.dumps(base))
+    grown["nina:hosts"]["superlink2"] = {"segment": "internal", "ip": "10.40.1.21", "flavor": "m3.medium", "roles": ["superlink"]}
+    grown["nina:federations"]["sim-fl"] = {"type": "simulation", "superlink_host": "superlink2", "simulation": {"supernodes": 4}}
+    grown["nina:notebook"] = {"memory": "16G", "cpus": 8, "pids": 4096}
+    assert problems(grown) == []
+    before, after = parse(encode(base)), parse(encode(grown))
+    hub = before.the_host_with("notebook")
+    assert cloudinit.user_data(before, hub) == cloudinit.user_data(after, after.hosts[hub.name])
+    old = {f.path: f.content for f in cloudinit.delivered_files(before, hub, "notebook")}
+    new = {f.path: f.content for f in cloudinit.delivered_files(after, after.hosts[hub.name], "notebook")}
+    assert "10.40.1.21" in new[GUARD] and "10.40.1.21" not in old[GUARD]
+    assert 'mem_limit = "16G"' in new[CONFIG] and 'mem_limit = "16G"' not in old[CONFIG]

@@ -367,7 +367,7 @@ def test_server_hosts_may_open_anything(preview: Preview) -> None:
             assert {(None, None, None, "cidr:0.0.0.0/0"), (None, None, None, "cidr:::/0")} <= host_egress(preview, name)
 
 
-def test_a_supernode_host_cannot_reach_the_platforms_services_or_send_data_elsewhere(previews: dict[str, Preview]) -> None:
+def test_a_supernode_host_reaches_only_its_superlink_the_resolvers_ntp_and_the_web(previews: dict[str, Preview]) -> None:
     preview = previews["test"]
     sn, superlink, hub = "org-a-sn1", "superlink", "hub"
     assert can_open(preview, sn, "tcp", 9092, superlink)  # the Fleet API: what it is for

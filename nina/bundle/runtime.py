@@ -22,7 +22,9 @@ def files(ctx: SiteContext) -> Files:
         "etc/systemd/system/supernode@.service": (render_template("supernode/supernode@.service.j2", cfg), 0o644),
         # ClientApps as their own user, away from the key, reaching only their SuperNode (README: Threat model).
         "etc/systemd/system/supernode-superexec@.service": (render_template("supernode/supernode-superexec@.service.j2", cfg), 0o644),
-        layout.APP_LAUNCHER.lstrip("/"): (render_template("flower/launch-app.sh.j2", cfg, venv=venv), 0o755),
+        layout.APP_LAUNCHER.lstrip("/"): (render_template("flower/launch-app.sh.j2", cfg), 0o755),
+        layout.APP_RUNNER.lstrip("/"): (render_template("flower/run-app.sh.j2", cfg, venv=venv), 0o755),
+        layout.APP_SUDOERS.lstrip("/"): (render_template("flower/sudoers.j2", cfg), 0o440),
         layout.APPS_GUARD.lstrip("/"): (render_template("flower/apps-guard.nft.j2", cfg, apps_guard=apps.guard(("supernode",))), 0o644),
         f"etc/systemd/system/{layout.APPS_GUARD_UNIT}": (render_template("flower/nina-apps-guard.service.j2", cfg), 0o644),
     }

@@ -14,12 +14,6 @@ class AptRepository:
     fingerprint: str  # the signing key's full fingerprint
     source: str  # the deb line after [signed-by=...]; {codename} is the host's release (apt_repo fills it in)
 
-    @property
-    def call(self) -> str:
-        """The lib.sh line that adds this repository (every field is a URL or hex digits: no quoting can be needed,
-        and tests/test_apt_repo.py checks each is shell-inert)."""
-        return f"apt_repo {self.name} {self.key_url} {self.fingerprint} '{self.source}'"
-
 
 APT_REPOSITORIES = {
     r.name: r

@@ -22,6 +22,15 @@ CHECKLIST_PATH = "/etc/nina/checklist.json"  # what nina-check checks (nina/plan
 # without it. The SSH delivery refuses a host without it.
 BOOTSTRAP_MARKER = "/var/lib/cloud/instance/nina-bootstrapped"
 
+# ---------------------------------------------------------------------------------------------- nftables guards
+# Each guard is one table ("family name"), loaded by its unit and checked by nina-check (the role table's `guards`).
+METADATA_GUARD = "inet nina_metadata_guard"  # every host: only root asks the instance metadata service
+APPS_GUARD_TABLE = "inet nina_apps"  # where researchers' Flower apps may connect (nina/plan/apps.py)
+NOTEBOOK_GUARD = "inet nina_jupyter_guard"  # where researchers' notebook containers may connect (nina/plan/notebook.py)
+VPN_FORWARD = "inet nina_vpn"  # what a tenancy's VPN forwards (nina/plan/openvpn.py)
+NOTEBOOK_GUARD_RULES = "/etc/jupyterhub/container-guard.nft"  # delivered: its SuperLinks change with the federations
+NOTEBOOK_GUARD_UNIT = "nina-jupyter-guard.service"
+
 # ------------------------------------------------------------------------------------------------------ OpenVPN
 # One tenancy's OpenVPN server runs as two instances of the stock unit: UDP 1194 and the TCP 443 fallback.
 OPENVPN_SERVER_UNITS = ("openvpn-server@server-udp.service", "openvpn-server@server-tcp.service")
@@ -31,20 +40,29 @@ OPENVPN_TLS_CRYPT = "/etc/openvpn/server/tls-crypt.key"
 OPENVPN_CCD_DIR = "/etc/openvpn/server/ccd"
 OPENVPN_CRL_DIR = "/etc/openvpn/server/crl"
 
+JUPYTERHUB_CONFIG = "/etc/jupyterhub/config/jupyterhub_config.py"  # delivered: the per-container limits change in operation
+
 # ------------------------------------------------------------------------------------------------------- Flower
 # Researchers' code (ServerApps beside the SuperLink, ClientApps beside each SuperNode) runs as APP_USER. Its
-# flower-superexec runs as SUPEREXEC_USER, holds the SuperExec secret and starts each app through APP_LAUNCHER, which
-# drops to APP_USER. Neither user is in fl_system, so neither reads the SuperLink's or SuperNodes' keys, state or
-# secrets; nftables (the apps guard) keeps both off the platform's ports. README "Threat model".
+# flower-superexec runs as SUPEREXEC_USER without capabilities and holds the SuperExec secret; it starts each app
+# through APP_LAUNCHER, which may only `sudo` to APP_USER and run APP_RUNNER (APP_SUDOERS): each app gets a fresh
+# home, removed when it exits. Neither user is in fl_system, so neither reads the SuperLink's or SuperNodes' keys,
+# state or secrets; nftables (the apps guard) keeps both off the platform's ports. README "Threat model".
 SUPEREXEC_USER = "superexec"
 APP_USER = "flwr-app"
-APP_HOME = "/var/lib/nina/flwr-app"  # the apps' HOME and FLWR_HOME (installed FABs); APP_USER's alone
-APP_LAUNCHER = "/usr/local/lib/nina/flwr-app/launch"
+# The apps' HOME and FLWR_HOME (installed FABs), APP_USER's alone: not under STATE_DIR, which only fl_system enters.
+APP_HOME = "/var/lib/flwr-app"
+APP_LAUNCHER = "/usr/local/lib/nina/flwr-app/launch"  # as SUPEREXEC_USER: sudo to APP_USER, APP_RUNNER
+APP_RUNNER = "/usr/local/lib/nina/flwr-app/run-app"  # as APP_USER: a fresh home, the app, the home removed
+APP_SUDOERS = "/etc/sudoers.d/nina-flwr-app"  # SUPEREXEC_USER may run APP_RUNNER as APP_USER, and nothing else
 APP_LAUNCHER_DIR = "/usr/local/lib/nina/flwr-app/bin"  # first on the SuperExec's PATH: each app command -> APP_LAUNCHER
-# What flower-superexec may start (flwr's TASK_TYPE_TO_COMMAND): each one only as APP_USER.
-APP_COMMANDS = ("flwr-serverapp", "flwr-clientapp", "flwr-simulation", "flwr-agentapp", "flwr-model", "flwr-connector")
-APPS_GUARD = "/etc/nina/apps-guard.nft"
+# What flower-superexec may start, as APP_USER: ServerApps, ClientApps, simulations. flwr 1.41's other task types
+# (agent apps, models, connectors) are refused by the launcher: they need runtime calls the proxy does not pass.
+APP_COMMANDS = ("flwr-serverapp", "flwr-clientapp", "flwr-simulation")
+APPS_GUARD = "/etc/nina/apps-guard.nft"  # the APPS_GUARD_TABLE ruleset
 APPS_GUARD_UNIT = "nina-apps-guard.service"
+# In the site kit's container image the users have fixed ids, so a site can grant the apps its data by number.
+IMAGE_IDS = {"fl_system": 10000, "supernode": 10001, SUPEREXEC_USER: 10002, APP_USER: 10003}
 SUPEREXEC_DIR = "/etc/flwr/superexec"  # root:superexec 0750: the SuperExec secrets, read by the SuperExec and its peer
 SUPERLINK_SUPEREXEC_SECRET = f"{SUPEREXEC_DIR}/superlink.secret"
 # The flwr connections researchers use (nina/plan/flower.config_toml), on the JupyterHub host.

@@ -71,12 +71,14 @@ PORTS: tuple[Port, ...] = (
         "https:/health",  # through the ACL proxy, which allows /health from localhost
     ),
     # The SuperLink itself listens on loopback; the nginx in front of it owns "superlink" and enforces who may reach
-    # which API path (README: Federations). The SuperExec and the registration commands use this port directly.
+    # which API path (README: Federations). The registration commands use this port directly; the SuperExec and
+    # its ServerApps use "superlink-runtime", and the apps guard closes this one to them.
     _p("superlink-loopback", "superlink", "tcp", SUPERLINK_LOOPBACK_PORT, (), "Flower SuperLink behind its ACL proxy; loopback only"),
     # ServerApps reach the SuperLink only here: the runtime API's paths, through superlink-proxy (Flower serves the
     # Control API, unauthenticated, on the same loopback port as the runtime API).
     _p("superlink-runtime", "superlink", "tcp", SUPERLINK_RUNTIME_PORT, (), "ServerApps' runtime API (/v1/runtime/ only); loopback", for_apps=True),
-    _p("supernode-clientappio", "supernode", "tcp", SUPERNODE_PORTS, (), "SuperNode ClientAppIO 9094-9099; loopback in flwr 1.41", for_apps=True),
+    # The manual's ClientAppIO: flwr 1.41 calls it the SuperNode's runtime API, what its SuperExec and ClientApps use.
+    _p("supernode-clientappio", "supernode", "tcp", SUPERNODE_PORTS, (), "SuperNode ClientAppIO (runtime API) 9094-9099; loopback", for_apps=True),
     # JupyterHub's own API for the single-user containers: bound to the Docker bridge, never to the host network.
     _p("jupyterhub-hub-api", "notebook", "tcp", 8081, (), "JupyterHub hub API; Docker bridge only (§4.1.2.13)"),
     _p("configurable-http-proxy-api", "notebook", "tcp", 8001, (), "configurable-http-proxy REST API; loopback only"),
@@ -95,7 +97,8 @@ PORTS: tuple[Port, ...] = (
 # and bastion groups and add-on roles (gpu) add no egress: a host's other groups decide.
 
 ANYWHERE = "@anywhere"
-NAMESERVERS = "@nameservers"  # nina:cloud.dns_nameservers, or the network partition's segments (Neutron's resolver)
+NAMESERVERS = "@nameservers"  # StackConfig.resolvers: nina:cloud.dns_nameservers, or the segments (Neutron's resolver)
+HTTP_PORT, HTTPS_PORT = 80, 443  # package mirrors and indexes (the notebook containers' web too, nina/plan/notebook.py)
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,8 @@ EGRESS: tuple[Egress, ...] = (
     Egress("dns-udp", "supernode", "udp", 53, NAMESERVERS, "name resolution"),
     Egress("dns-tcp", "supernode", "tcp", 53, NAMESERVERS, "name resolution (large answers)"),
     Egress("ntp", "supernode", "udp", 123, ANYWHERE, "time: certificates and tokens are checked against it"),
-    Egress("http", "supernode", "tcp", 80, ANYWHERE, "the Ubuntu archive; cloud-init's metadata service (169.254.169.254)"),
-    Egress("https", "supernode", "tcp", 443, ANYWHERE, "flwr and its Python packages from PyPI; security updates"),
+    Egress("http", "supernode", "tcp", HTTP_PORT, ANYWHERE, "the Ubuntu archive; cloud-init's metadata service (169.254.169.254)"),
+    Egress("https", "supernode", "tcp", HTTPS_PORT, ANYWHERE, "flwr and its Python packages from PyPI; security updates"),
 )
 EGRESS_LIMITED_ROLES = frozenset(e.role for e in EGRESS)
 

@@ -26,7 +26,7 @@ BASE_UNITS = ("ssh.service", "prometheus-node-exporter.service")
 # The users researchers' apps and their SuperExec run as, on hosts whose roles run apps: not in fl_system.
 APP_USERS = (layout.SUPEREXEC_USER, layout.APP_USER)
 # nftables tables every host loads: only root may ask the instance metadata service (user-data is readable there).
-BASE_GUARDS = ("inet nina_metadata_guard",)
+BASE_GUARDS = (layout.METADATA_GUARD,)
 
 # Where a role may sit: the kinds of segment of nina:network.segments (§3.3).
 PUBLIC, INTERNAL, ORGANISATION = "public", "internal", "organisation"
@@ -212,7 +212,7 @@ ROLES: dict[str, Role] = {
             SERVER_SEGMENTS,
             service_users=("jupyterhub",),
             python_venv="/opt/python/jupyter_env",
-            units=("jupyterhub.service", "docker.service"),
+            units=("jupyterhub.service", "docker.service", layout.NOTEBOOK_GUARD_UNIT),
             singleton=True,
             alias="jupyterhub",
             tls=ServerTls("/etc/jupyterhub/certs/server.pem", "/etc/jupyterhub/certs/server.key", "jupyterhub:fl_system", ("jupyterhub.service",)),
@@ -229,7 +229,7 @@ ROLES: dict[str, Role] = {
             public=PublicService("flhub", "jupyterhub"),
             oidc_client=OidcClient("jupyterhub", "/hub/oauth_callback", pkce=True),
             credentials=(Credential("configproxy-auth-token"), Credential("jupyterhub-crypt-key", length=32, hex_bytes=True)),
-            guards=("inet nina_jupyter_guard",),
+            guards=(layout.NOTEBOOK_GUARD,),
         ),
         Role(
             "superlink",
@@ -242,7 +242,7 @@ ROLES: dict[str, Role] = {
             alias="superlink-{federation}",
             # nginx in front of the SuperLink serves the same certificate
             tls=ServerTls("/etc/flwr/superlink/certs/server.pem", "/etc/flwr/superlink/certs/server.key", "superlink:fl_system", ("superlink.service", layout.SUPERLINK_PROXY_UNIT)),
-            guards=("inet nina_apps",),
+            guards=(layout.APPS_GUARD_TABLE,),
             runs_apps=True,
             # ServerApps hold no site's data: runtime dependency installs (uv) and public datasets are allowed.
             apps_reach_internet=True,
@@ -256,7 +256,7 @@ ROLES: dict[str, Role] = {
             # one instance each per SuperNode on the host (layout.supernode_unit, layout.supernode_superexec_unit)
             units=("supernode@.service", "supernode-superexec@.service", layout.APPS_GUARD_UNIT),
             tenancy_scoped=True,
-            guards=("inet nina_apps",),
+            guards=(layout.APPS_GUARD_TABLE,),
             runs_apps=True,
         ),
         Role(
@@ -268,7 +268,7 @@ ROLES: dict[str, Role] = {
             tenancy_scoped=True,
             alias="vpn-{federation}",
             tls=ServerTls("/etc/openvpn/server/server.crt", "/etc/openvpn/server/server.key", "root:root", layout.OPENVPN_SERVER_UNITS),
-            guards=("inet nina_vpn",),
+            guards=(layout.VPN_FORWARD,),
         ),
         Role(
             "monitoring",

@@ -19,9 +19,9 @@ from nina.config.model import (
 )
 from nina.config.reader import Reader, show
 
-# Only `process`: with `subprocess` the SuperLink and SuperNodes run researchers' apps as their own users, next to
-# their keys (README "Threat model"). The key stays so a stack can say it, and a stack saying otherwise is told why.
-ISOLATION_MODES = ("process",)
+# Flower's `--isolation subprocess` runs researchers' apps as the SuperLink's or SuperNode's own user, next to its
+# key; the platform always runs them in a SuperExec as a user of their own (README "Threat model"). The stack key
+# `isolation` stays, so a stack may say `process`, and a stack saying `subprocess` is told why not.
 FEDERATION_TYPES = ("deployment", "simulation")
 # Flower refuses Ed25519/RSA SuperNode keys (shared/FLOWER.md): NIST curves only.
 SUPERNODE_KEY_CURVES = {"ecdsa-sha2-nistp256": 256, "ecdsa-sha2-nistp384": 384, "ecdsa-sha2-nistp521": 521}
@@ -114,13 +114,13 @@ def parse_federations(r: Reader, raw: Any, hosts: Mapping[str, Host], orgs: Mapp
                 r.problem(where, f"{sn.partition_id} is already used by SuperNode {seen_partitions[sn.partition_id]}")
             seen_partitions.setdefault(sn.partition_id, sn.name)
         _check_archived(r, d, path, name, supernodes)
+        _check_isolation(r, d, path)
         feds[name] = Federation(
             name=name,
             type=ftype,
             superlink_host=superlink or "",
             vpn_host=vpn,
             vpn_client_range=vpn_range,
-            isolation=_isolation(r, d, path),
             num_partitions=num,
             runtime_dependency_installation=r.boolean(d, "runtime_dependency_installation", path, False),
             archived=r.boolean(d, "archived", path, False),
@@ -137,14 +137,13 @@ def parse_federations(r: Reader, raw: Any, hosts: Mapping[str, Host], orgs: Mapp
     return feds
 
 
-def _isolation(r: Reader, d: dict[str, Any], path: str) -> str:
+def _check_isolation(r: Reader, d: dict[str, Any], path: str) -> None:
     if d.get("isolation", "process") != "process":
         r.problem(
             f"{path}.isolation",
             f"{show(d['isolation'])} is not supported: only 'process' runs researchers' ServerApps and ClientApps as a user of "
             "their own, away from the SuperLink's and SuperNodes' keys (README: Threat model)",
         )
-    return "process"
 
 
 def _check_one_tenancy_per_host(r: Reader, feds: Mapping[str, Federation]) -> None:

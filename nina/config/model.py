@@ -120,7 +120,6 @@ class Federation:
     superlink_host: str
     vpn_host: str | None
     vpn_client_range: IPNet | None  # the tenancy's OpenVPN address pool (§4.1.2.4)
-    isolation: str
     num_partitions: int
     runtime_dependency_installation: bool
     archived: bool
@@ -209,6 +208,13 @@ class StackConfig:
         return f"{host}.{self.dns.internal_domain}"
 
     # ------------------------------------------------------------------------------------------------ topology
+
+    @property
+    def resolvers(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Where hosts send DNS: nina:cloud.dns_nameservers, or else the network partition's segments (Neutron's
+        resolver answers inside each subnet)."""
+        servers = tuple(ipaddress.ip_network(ns) for ns in self.cloud.dns_nameservers)
+        return servers or tuple(s.cidr for s in self.network.segments.values())
 
     def federations_served_by(self, host: str, role: str) -> tuple[Federation, ...]:
         """The federations whose `role` runs on `host`, in stack order: the SuperLink or OpenVPN server of a

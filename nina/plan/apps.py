@@ -1,10 +1,9 @@
-"""Where researchers' code may connect (README "Threat model").
-
-Flower apps, from a host that runs them: the apps guard, an nftables table matching the users of the SuperExec and
-of the apps.
+"""Where researchers' Flower apps may connect from a host that runs them: the apps guard, an nftables table
+(layout.APPS_GUARD_TABLE) matching the users of the SuperExec and of the apps (README "Threat model").
 
 - Beside a SuperNode (a Nectar host, or a site's own machine) ClientApps sit next to a site's data: they may open
-  their SuperNode's runtime API on loopback and nothing else, not even the local DNS resolver.
+  the runtime API of the host's SuperNodes (the manual's ClientAppIO) on loopback and nothing else, not even the
+  local DNS resolver (its sockets are hidden from them too: supernode-superexec@.service).
 - Beside a SuperLink, ServerApps may open the runtime API proxy, their own listeners (Ray's, in a simulation) and
   the public internet (runtime dependency installs, public datasets), but never the platform's other ports on the
   host (the SuperLink's loopback port serves the Control API) nor private addresses: the other hosts' services, the
@@ -17,9 +16,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nina.catalog.ports import SUPERLINK_PORT, Port, listeners
+from nina.catalog.ports import Port, listeners
 from nina.catalog.roles import APP_USERS, ROLES
-from nina.config import StackConfig
 
 # Addresses that are never the public internet: RFC 1918, shared address space, link-local (instance metadata).
 PRIVATE_V4 = ("10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")
@@ -41,49 +39,24 @@ def guard(roles: Iterable[str], segments: Iterable[ipaddress.IPv4Network] = ()) 
     """The guard of a host with these roles in a network of these segments (a site's machine: ("supernode",))."""
     roles = tuple(roles)
     ports = listeners(roles)
-    private = [ipaddress.ip_network(n) for n in PRIVATE_V4]
-    # The stack's segments are private too; listed only where no range above holds them (nft refuses overlaps).
-    extra = tuple(str(s) for s in segments if not any(s.subnet_of(n) for n in private))  # type: ignore[arg-type]
     return AppsGuard(
         users=APP_USERS,
         internet=all(ROLES[r].apps_reach_internet for r in roles if ROLES[r].runs_apps),
         open_tcp=_exprs(p for p in ports if p.for_apps and p.protocol == "tcp"),
         closed_tcp=_exprs(p for p in ports if not p.for_apps and p.protocol == "tcp"),
         closed_udp=_exprs(p for p in ports if not p.for_apps and p.protocol == "udp"),
-        private_v4=PRIVATE_V4 + extra,
+        private_v4=private_ranges(segments),
         private_v6=PRIVATE_V6,
     )
+
+
+def private_ranges(segments: Iterable[ipaddress.IPv4Network]) -> tuple[str, ...]:
+    """Every IPv4 address that is not the public internet: PRIVATE_V4, and the stack's segments where no range of
+    it already holds them (nft refuses overlapping elements)."""
+    private = [ipaddress.ip_network(n) for n in PRIVATE_V4]
+    return PRIVATE_V4 + tuple(str(s) for s in segments if not any(s.subnet_of(n) for n in private))  # type: ignore[arg-type]
 
 
 def _exprs(ports: Iterable[Port]) -> tuple[str, ...]:
     rows = sorted({(p.port, p.port_max) for p in ports})
     return tuple(str(low) if low == high else f"{low}-{high}" for low, high in rows)
-
-
-# ------------------------------------------------------------------------------------------------- notebooks
-# Researchers' notebook containers, forwarded by the JupyterHub host: their federations' SuperLink proxies (the
-# researcher-journey issue narrows this per container), the resolvers, and the web (package indexes, datasets), never
-# a private address: other hosts' services, Keycloak's admin API, the managed database, instance metadata.
-
-
-@dataclass(frozen=True)
-class NotebookEgress:
-    superlinks: tuple[str, ...]  # the SuperLink hosts' addresses
-    superlink_port: int
-    nameservers: tuple[str, ...]
-    web_ports: tuple[int, ...]
-    private_v4: tuple[str, ...]
-
-
-def notebook_egress(cfg: StackConfig) -> NotebookEgress:
-    segments = [s.cidr for s in cfg.network.segments.values()]
-    # IPv4 resolvers (the containers' network is IPv4); none configured: Neutron's, inside the segments.
-    servers = tuple(str(ipaddress.ip_network(n)) for n in cfg.cloud.dns_nameservers if ipaddress.ip_address(n).version == 4)
-    servers = servers or tuple(str(s) for s in segments)
-    return NotebookEgress(
-        superlinks=tuple(sorted({str(cfg.hosts[f.superlink_host].ip) for f in cfg.federations.values()}, key=ipaddress.ip_address)),
-        superlink_port=SUPERLINK_PORT,
-        nameservers=servers,
-        web_ports=(80, 443),
-        private_v4=guard((), segments).private_v4,
-    )

@@ -124,8 +124,7 @@ def _destinations(cfg: StackConfig, row: Egress, fed: str | None, existing: set[
     if row.destination == ports.ANYWHERE:
         return [(None, ANYWHERE)]
     if row.destination == ports.NAMESERVERS:
-        servers = [str(ipaddress.ip_network(ns)) for ns in cfg.cloud.dns_nameservers]
-        return [(None, cidr) for cidr in servers or [str(s.cidr) for s in cfg.network.segments.values()]]
+        return [(None, str(net)) for net in cfg.resolvers]
     peer = group_key(row.destination, fed if ROLES[row.destination].tenancy_scoped else None)
     return [(peer, None)] if peer in existing else []
 

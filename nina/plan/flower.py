@@ -10,6 +10,7 @@ researchers' connections are stack outputs and a delivered file on the JupyterHu
 from __future__ import annotations
 
 import ipaddress
+import tomllib
 from collections.abc import Iterable
 
 from nina.catalog import layout
@@ -33,18 +34,31 @@ def superlink_address(cfg: StackConfig, fed: Federation) -> str:
 
 
 def node_config(fed: Federation, sn: SuperNode) -> str:
-    """`--node-config`: Flower parses each value as TOML, so anything not a number is quoted."""
+    """`--node-config`: Flower parses each value as TOML, so a value stays bare only if TOML reads it as a number
+    (Python's float() also takes "Infinity", "08" or ".5", which TOML refuses); anything else is a TOML string."""
     items = [f"partition-id={sn.partition_id}", f"num-partitions={fed.num_partitions}"]
-    for key, value in sn.node_config.items():
-        try:
-            float(value)
-            items.append(f"{key}={value}")
-        except ValueError:
-            items.append(f'{key}="{value}"')
+    items += [f"{key}={value if _toml_number(value) else quoting.toml(value)}" for key, value in sn.node_config.items()]
     return " ".join(items)
 
 
+def _toml_number(text: str) -> bool:
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return False
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 # ------------------------------------------------------------------------------------------------ the SuperLink ACL
+
+# The runtime API calls a SuperExec, a ServerApp and a simulation make in flwr 1.41 (RuntimeHttpClient as the Grid,
+# the SuperExec, the heartbeat and the log pusher use it): superlink-proxy's runtime server passes these and no
+# other. Task creation and automations (agent apps, not offered here) would let an app start runs the Control API's
+# rules (an archived federation's runs.conf) never see.
+APP_RUNTIME_CALLS = (
+    "acquire-task", "send-task-heartbeat", "pull-task-input", "push-task-output", "push-object", "pull-object",
+    "confirm-message-received", "push-messages", "pull-messages", "push-logs", "get-nodes",
+)
 
 
 def _allow(nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv4Address | str]) -> str:

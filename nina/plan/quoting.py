@@ -1,9 +1,10 @@
 """One quoting helper per syntax a stack value can reach: shell, systemd unit files, TOML and nginx.
 
-The config model already refuses any identifier that does not match its pattern in full, so these rarely change a
-value; they are the second lock, and what a template must use for a value that comes from the stack. Templates
-reach them as Jinja filters (`| sh`, `| unit`, `| toml`, `| nginx`; cloudinit/render.py). A value that cannot be
-written safely raises instead of being written.
+The config model refuses any identifier that does not match its pattern in full, so most stack values are safe
+tokens before they reach a template. Where a value could still hold a character a syntax gives meaning to (a path
+or a word of node_config, an e-mail address in a unit, anything sourced by a script), the template writes it
+through one of these, as Jinja filters (`| sh`, `| unit`, `| toml`, `| nginx`; cloudinit/render.py). A value that
+cannot be written safely raises instead of being written.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ def train(msg: Message, context: Context) -> Message:
             "read": {path: probes.read(path) for path in str(cfg["client-read"]).split()},
             "environ": probes.other_processes_environ(("flower-supernode", "flower-superexec")),
             "connect": {address: probes.connect(address) for address in str(cfg["client-connect"]).split()},
+            "unix": {path: probes.connect_unix(path) for path in str(cfg["client-unix"]).split()},
         },
     )
     weights = msg.content["arrays"].to_numpy_ndarrays()[0]

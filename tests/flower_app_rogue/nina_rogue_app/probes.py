@@ -41,6 +41,17 @@ def connect(address: str, timeout: float = 3.0) -> str:
         return errno.errorcode.get(exc.errno or 0, str(exc))
 
 
+def connect_unix(path: str) -> str:
+    """A Unix socket (a resolver's, D-Bus's): packets filters do not see these."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(3)
+            s.connect(path)
+            return "connected"
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno or 0, str(exc))
+
+
 def post(url: str, ca: str) -> str:
     """An HTTPS POST (the CA is public): the HTTP status, or why there was none."""
     request = urllib.request.Request(url, data=b"", method="POST", headers={"Content-Type": "application/protobuf"})
@@ -98,4 +109,5 @@ def register_rogue_supernode(connections: list[str], ca: str) -> dict[str, objec
 
 
 def report(name: str, result: dict[str, object]) -> None:
-    (Path.home() / f"{name}.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+    """Into the app user's own directory: this run's home (inside it) is removed when the app exits."""
+    (Path.home().parent / f"{name}.json").write_text(json.dumps(result, indent=1, sort_keys=True))
