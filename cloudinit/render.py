@@ -32,7 +32,7 @@ import yaml
 from nina.catalog import apt, databases, layout, ports, versions
 from nina.catalog.roles import APP_USERS, DATABASES, ROLES, SYSTEM_GROUP, WEB_ROLES
 from nina.config import Host, StackConfig
-from nina.plan import apps, backups, flower, names, notebook, openvpn, public, quoting
+from nina.plan import apps, backups, flower, names, notebook, openvpn, public, quoting, scrape
 
 TEMPLATES = Path(__file__).parent / "templates"
 BOOTSTRAP_DIR = "/usr/local/lib/nina/bootstrap"
@@ -92,6 +92,7 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
         "layout": layout,  # where things land on hosts (nina/catalog/layout.py), shared with the SSH delivery
         "openvpn": openvpn,  # the vpn fragment renders server configs from nina/plan/openvpn.py's data
         "flower": flower,  # what SuperNodes are told (nina/plan/flower.py)
+        "scrape": scrape,  # what Prometheus scrapes and probes (nina/plan/scrape.py)
         "databases": databases,  # §4.3.1's backups (nina/catalog/databases.py)
         "all_databases": DATABASES,
         "versions": versions,  # every pinned version (nina/catalog/versions.py)

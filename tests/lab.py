@@ -199,12 +199,23 @@ class Machine(Namespace):
             f"mount -t overlay overlay -o lowerdir={self.flwr_venv},upperdir={upper}-u/u,workdir={upper}-u/w {path}"
         )
 
-    def bootstrap(self, skip: Iterable[str] = ()) -> None:
-        """The host's bootstrap steps, in the runner's order, with systemctl and apt-get recorded."""
+    def package_accounts(self, users: Iterable[str] = (), groups: Iterable[str] = ()) -> None:
+        """The system users and groups the host's packages would have made (grafana, prometheus, docker...), which
+        the lab does not install but the delivery gives files to."""
+        for group in groups:
+            self.sh(f"getent group {group} >/dev/null || groupadd --system {group}")
+        for user in users:
+            self.sh(f"id -u {user} >/dev/null 2>&1 || useradd --system --user-group --no-create-home {user}")
+
+    def bootstrap(self, skip: Iterable[str] = (), only: Iterable[str] | None = None) -> None:
+        """The host's bootstrap steps, in the runner's order (`only` those fragments, if given), with systemctl,
+        apt-get and sshd recorded."""
         steps = self.run(["ls", "/usr/local/lib/nina/bootstrap"]).stdout.split()
         env = f"PATH={self.stubs}:{SYSTEMD_PATH}"
+        wanted = None if only is None else set(only)
         for step in steps:
-            if re.sub(r"^\d+-|\.sh$", "", step) in skip:
+            fragment = re.sub(r"^\d+-|\.sh$", "", step)
+            if fragment in skip or (wanted is not None and fragment not in wanted):
                 continue
             done = self.run(["env", env, "bash", f"/usr/local/lib/nina/bootstrap/{step}"], check=False, timeout=300)
             assert done.returncode == 0, f"{self.name}: bootstrap {step} failed\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -227,7 +238,9 @@ class Machine(Namespace):
         base, at, rest = name.partition("@")
         instance = rest.rsplit(".", 1)[0] if at else ""
         file = f"{base}@.{rest.rsplit('.', 1)[1]}" if at else name
-        text = self.read(f"/etc/systemd/system/{file}")
+        # Ours in /etc/systemd/system, a package's (nginx's, say) where the package put it.
+        where = next(d for d in ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system") if self.exists(f"{d}/{file}"))
+        text = self.read(f"{where}/{file}")
         # Repeated keys (Environment=, ExecStartPre=) are kept as lines of one value, in order (_MultiDict).
         parser = configparser.RawConfigParser(
             dict_type=_MultiDict, strict=False, delimiters=("=",), comment_prefixes=("#", ";"), interpolation=None
@@ -241,9 +254,12 @@ class Machine(Namespace):
         parser, _ = self.unit(name)
         svc = parser["Service"]
         for condition in _values(parser, "Unit", "ConditionPathExists"):
-            assert self.exists(condition), f"{self.name}: {name} would be skipped: {condition} is missing"
+            negated = condition.startswith("!")
+            present = self.exists(condition.lstrip("!"))
+            assert present != negated, f"{self.name}: {name} would be skipped: {condition.lstrip('!')} {'exists' if negated else 'is missing'}"
         user = _last(svc, "User")
-        env: dict[str, str] = {"PATH": SYSTEMD_PATH, "LANG": "C.UTF-8"}
+        # No systemd runs here: systemctl is the lab's recorder for every unit (first on PATH, where root finds it).
+        env: dict[str, str] = {"PATH": f"{self.stubs}:{SYSTEMD_PATH}", "LANG": "C.UTF-8"}
         prefix: list[str] = []
         if user:
             group = _last(svc, "Group") or user

@@ -36,7 +36,7 @@ from nina.config import StackConfig, parse
 from nina.plan import firewall
 
 # Issue 2 point 4: the only ports open to the internet (SSH is open to the admin CIDRs only).
-PUBLIC_OPENINGS = {("ingress", "tcp", 443), ("vpn", "udp", 1194), ("vpn", "tcp", 443)}
+PUBLIC_OPENINGS = {("ingress", "tcp", 80), ("ingress", "tcp", 443), ("vpn", "udp", 1194), ("vpn", "tcp", 443)}  # 80: ACME http-01 and redirects
 ANYWHERE = "0.0.0.0/0"
 
 Rule = tuple[str, str, int, int, str]  # (group key, protocol, port min, port max, source "cidr:..." | "group:...")

@@ -74,6 +74,9 @@ def _s(metric: str, labels: str) -> str:
 _FS = _node() + ',device="/dev/vda1",fstype="ext4",mountpoint="/"'
 _PROBE_SL = 'instance="https://superlink-fl.test.nina.internal:9092/health",job="superlink-health",federation="fl",host="h2",environment="test"'
 _PROBE_TLS = 'instance="keycloak.test.nina.internal:8443",job="tls",service="keycloak",host="h1",environment="test"'
+_PROBE_PUBLIC = 'instance="flhub.test.nina.qcif.edu.au:443",job="public-tls",service="flhub",environment="test"'
+PUBLIC_RENEWAL_DAYS = 30  # certbot's default: it renews a certificate with 30 days left
+PUBLIC_EXPIRY_DAYS = 21
 _GPU = 'instance="10.0.0.7:9400",job="dcgm",host="h3",environment="test",gpu="0",UUID="GPU-1",device="nvidia0",modelName="Tesla"'
 _DAY = 86400
 _BACKUP = _node() + ',backup="grafanadb_server"'
@@ -259,6 +262,23 @@ def _probe_rules() -> list[Rule]:
                 {_s("probe_ssl_earliest_cert_expiry", _PROBE_TLS): _const(EVAL_SECONDS + 10 * _DAY)},
                 {_s("probe_ssl_earliest_cert_expiry", _PROBE_TLS): _const(EVAL_SECONDS + 300 * _DAY)},
             ),
+        ),
+        # certbot renews PUBLIC_RENEWAL_DAYS ahead (its default); below PUBLIC_EXPIRY_DAYS the renewal has failed
+        # for over a week, long enough to act before browsers refuse the platform.
+        Rule(
+            "PublicCertificateExpiring", f'probe_ssl_earliest_cert_expiry{{job="public-tls"}} - time() < {PUBLIC_EXPIRY_DAYS * _DAY}', "1h", "high",
+            "{{ $labels.instance }}: the public certificate expires within " + f"{PUBLIC_EXPIRY_DAYS} days: certbot has not renewed it "
+            "(journalctl -u certbot.service on the ingress host)", "§4.1.2.7",
+            Sample(
+                {_s("probe_ssl_earliest_cert_expiry", _PROBE_PUBLIC): _const(EVAL_SECONDS + 10 * _DAY)},
+                {_s("probe_ssl_earliest_cert_expiry", _PROBE_PUBLIC): _const(EVAL_SECONDS + 60 * _DAY)},
+            ),
+        ),
+        Rule(
+            "PublicTlsInvalid", 'probe_success{job="public-tls"} == 0', "30m", "high",
+            "{{ $labels.instance }}: browsers refuse the public certificate (still the self-signed stand-in, expired, or the "
+            "name is not on it) or the name does not answer", "§4.1.2.7",
+            Sample({_s("probe_success", _PROBE_PUBLIC): _const(0)}, {_s("probe_success", _PROBE_PUBLIC): _const(1)}),
         ),
         Rule(
             "AlertmanagerNotificationsFailing", "increase(alertmanager_notifications_failed_total[1h]) > 0", "0m", "medium",

@@ -57,6 +57,8 @@ PORTS: tuple[Port, ...] = (
     _p("ssh", EVERY_HOST, "tcp", 22, (ADMIN, BASTION), "Global SSH 22; only from operators and the jump host"),
     _p("node-exporter", EVERY_HOST, "tcp", NODE_EXPORTER_PORT, ("monitoring",), "Prometheus Node Exporter 9900"),
     _p("https", "ingress", "tcp", 443, (PUBLIC,), "ReverseProxy nginx 443"),
+    # Let's Encrypt validates on 80 (http-01); nginx answers the challenges there and redirects everything else.
+    _p("http", "ingress", "tcp", 80, (PUBLIC,), "ReverseProxy nginx 80: ACME http-01 challenges, redirect to 443"),
     _p("openvpn-udp", "vpn", "udp", 1194, (PUBLIC,), "Nectar.VPN OpenVPN 1194/udp"),
     _p("openvpn-tcp", "vpn", "tcp", 443, (PUBLIC,), "Nectar.VPN OpenVPN 443/tcp fallback"),
     _p("jupyterhub", "notebook", "tcp", 8000, ("ingress", "monitoring"), "JupyterHub; 8000 (§4.1.2.13 bind_url) so it can share a host with nginx", "https:/hub/health"),

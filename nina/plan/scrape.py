@@ -16,6 +16,9 @@ monitoring fragment's prometheus.yml names one file per job (JOB_FILES).
   on the monitoring host with the local CA.
 - tls: a TLS handshake with every internal HTTPS endpoint (the services nginx forwards to, and each SuperLink),
   verified against the local CA; the blackbox exporter reports probe_ssl_earliest_cert_expiry for the expiry alert.
+- public-tls: a TLS handshake with every public name nginx serves, verified against the system's trust store as a
+  browser would: it fails while nginx still serves its self-signed stand-in, and its expiry shows a renewal that
+  stopped (certbot renews 30 days ahead).
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ JOB_FILES = {
     "dcgm": "dcgm.json",
     "superlink-health": "superlink-health.json",
     "tls": "tls.json",
+    "public-tls": "public-tls.json",
 }
 # job -> blackbox exporter module (cloudinit/templates/monitoring/blackbox.yml.j2)
-PROBE_MODULES = {"superlink-health": "superlink_health", "tls": "tls"}
+PROBE_MODULES = {"superlink-health": "superlink_health", "tls": "tls", "public-tls": "public_tls"}
 
 
 def roles_label(roles: tuple[str, ...]) -> str:
@@ -97,6 +101,15 @@ def _tls(cfg: StackConfig) -> list[dict[str, object]]:
     return [_group([target], {"service": alias, "host": host, "environment": cfg.environment}) for alias, host, target in tls_endpoints(cfg)]
 
 
+def public_tls_endpoints(cfg: StackConfig) -> list[tuple[str, str]]:
+    """(service label, public name:443) of every public name nginx serves, in table order."""
+    return [(role.public.label, f"{public.public_name(cfg, role)}:{PORT['https']}") for role in WEB_ROLES if role.public]
+
+
+def _public_tls(cfg: StackConfig) -> list[dict[str, object]]:
+    return [_group([target], {"service": label, "environment": cfg.environment}) for label, target in public_tls_endpoints(cfg)]
+
+
 def target_files(cfg: StackConfig) -> dict[str, str]:
     """file name (in layout.PROMETHEUS_TARGETS_DIR) -> file_sd JSON. Deterministic: same config, same bytes. A job
     with no targets still gets its file (an empty list), so a removed GPU host's targets disappear."""
@@ -105,6 +118,7 @@ def target_files(cfg: StackConfig) -> dict[str, str]:
         "dcgm": _dcgm(cfg),
         "superlink-health": _superlink_health(cfg),
         "tls": _tls(cfg),
+        "public-tls": _public_tls(cfg),
     }
     assert set(groups) == set(JOB_FILES)
     return {JOB_FILES[job]: json.dumps(groups[job], indent=1, sort_keys=True) + "\n" for job in sorted(groups)}
