@@ -37,7 +37,7 @@ from nina.catalog.roles import (
     env_variables,
 )
 from nina.config import NAMESPACE, Host, StackConfig
-from nina.onhost import CHECK, program_source
+from nina.onhost import CHECK, REALM, program_source
 from nina.plan import backups, checklist, flower, openvpn, scrape
 
 
@@ -177,7 +177,7 @@ def monitoring(src: Sources, host: Host) -> Iterable[Deliverable]:
     if host.has("monitoring"):
         for path, (content, units) in scrape.monitoring_files(src.cfg).items():
             yield Deliverable(path, content, "root:root", "0644", units)
-        if src.cfg.monitoring.smtp_username:
+        if src.cfg.smtp.username:
             # Alertmanager (user prometheus on Ubuntu) reads it through smtp_auth_password_file.
             password = pulumi.Config(NAMESPACE).require_secret("smtp_password")
             yield Deliverable(layout.SMTP_PASSWORD_PATH, password, "prometheus:prometheus", "0600", ("reload:prometheus-alertmanager.service",))
@@ -204,8 +204,10 @@ def _backup_pgpass(name: str, port: int, values: list[str]) -> str:
     return backups.pgpass_text(name, address, port, password)
 
 
-# nina-check, the host-side deployment validation (standard library only, like nina-deliver).
+# nina-check, the host-side deployment validation, and nina-realm, Keycloak's realm applied in place (standard
+# library only, like nina-deliver).
 CHECKER_SOURCE = program_source(CHECK).decode()
+REALM_SOURCE = program_source(REALM).decode()
 
 
 def validation(src: Sources, host: Host) -> Iterable[Deliverable]:
@@ -215,10 +217,22 @@ def validation(src: Sources, host: Host) -> Iterable[Deliverable]:
     yield Deliverable(layout.CHECK_COMMAND, CHECKER_SOURCE, "root:root", "0755")
 
 
+def realm(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """On the Keycloak host: nina-realm (the Realm component runs it with the stack's description), its service and
+    hourly timer (the iam fragment's `delivered`), and the mail relay's password it gives Keycloak."""
+    if not host.has("iam"):
+        return
+    for f in cloudinit.delivered_files(src.cfg, host, "iam"):
+        yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+    yield Deliverable(layout.REALM_COMMAND, REALM_SOURCE, "root:root", "0755")
+    if src.cfg.smtp.username:
+        password = pulumi.Config(NAMESPACE).require_secret("smtp_password")
+        yield Deliverable(layout.KEYCLOAK_SMTP_PASSWORD, password, "root:root", "0600", (f"start:{layout.REALM_UNIT}",))
+
 # The payload's order; each producer is independent.
 PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
     trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, notebooks, monitoring, backup_credentials,
-    validation,
+    validation, realm,
 )
 
 # Directories the payload needs that no package creates (secrets stay out of world-readable places).

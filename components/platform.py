@@ -15,6 +15,7 @@ from components.dns import PublicDns
 from components.host import Vm
 from components.network import NetworkPartition
 from components.pki import Pki
+from components.realm import Realm
 from components.registrations import Registrations
 from components.secrets import Secrets
 from components.security import SecurityGroups
@@ -37,8 +38,13 @@ def _warn(cfg: StackConfig) -> None:
     """What `pulumi preview` should say about a valid stack that will not work as an operator expects."""
     if not cfg.monitoring.configured:
         pulumi.log.warn(
-            f"nina:monitoring is not set: alerts would mail ops@{cfg.dns.public_domain} through localhost:25, where no "
-            "relay listens. Set nina:monitoring.alert_email and .smarthost (README: Configuration reference)."
+            f"nina:monitoring is not set: alerts would mail ops@{cfg.dns.public_domain}. Set nina:monitoring.alert_email "
+            "(README: Configuration reference)."
+        )
+    if not cfg.smtp.configured:
+        pulumi.log.warn(
+            "nina:smtp is not set: alerts and Keycloak's invitations would go through localhost:25, where no relay listens. "
+            "Set nina:smtp.host (README: Configuration reference)."
         )
     for host in cfg.hosts.values():
         backed_up = [d.name for d in backed_up_on(cfg, host)]
@@ -79,5 +85,7 @@ class Platform(pulumi.ComponentResource):
         self.delivery = Delivery("delivery", sources, self.vms, child)
         # One registration command per SuperNode, run on its SuperLink host after that host's delivery.
         self.registrations = Registrations("federations", sources, self.vms, self.delivery.commands, child)
+        # Keycloak's realm (settings, clients, groups, people) applied in place after the Keycloak host's delivery.
+        self.realm = Realm("realm", sources, self.vms, self.delivery.commands, child)
         self.outputs = outputs.stack_outputs(cfg, self.vms, self.pki, self.secrets, self.database, self.dns)
         self.register_outputs(self.outputs)

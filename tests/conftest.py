@@ -171,6 +171,12 @@ def delivered(preview: Preview, host: str) -> dict[str, dict[str, Any]]:
     return {f["path"]: f for f in json.loads(stdin)["files"]}
 
 
+def realm_of(preview: Preview) -> dict[str, Any]:
+    """Keycloak's realm as nina-realm applies it: the stdin of the Realm component's command (components/realm.py)."""
+    realm: dict[str, Any] = json.loads(preview.named(COMMAND, "realm-nina")["inputs"]["stdin"])
+    return realm
+
+
 def config_of(stack: str, root: Path = ROOT) -> StackConfig:
     config, _, _ = stack_config(root, stack)
     return parse(config)

@@ -109,7 +109,11 @@ def test_apps_run_as_their_own_user_without_privileges(attacked: dict[str, Any],
 def test_each_app_ran_in_a_home_of_its_own_that_is_gone(attacked: dict[str, Any], flower_lab: FlowerLab) -> None:
     """Nothing an app installs or writes (its FAB, uv's cache, a planted file) is there for a later run."""
     for machine in (flower_lab.superlink, flower_lab.node_host):
-        left = machine.run(["ls", "-A", layout.APP_HOME]).stdout.split()
+        # An app's process may still be exiting when `flwr run` returns: its cleanup gets a moment.
+        def listing(machine: Any = machine) -> list[str]:
+            return machine.run(["ls", "-A", layout.APP_HOME]).stdout.split()
+        wait_for(lambda: not any(name.startswith("run.") for name in listing()), "apps' homes removed", lambda: str(listing()), timeout=30)
+        left = listing()
         assert left and all(name.startswith("rogue-") and name.endswith(".json") for name in left), (machine.name, left)
 
 

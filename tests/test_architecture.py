@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -227,7 +226,7 @@ def test_a_new_web_role_is_one_row_its_port_rows_and_a_template_folder(tmp_path:
     cloud = yaml.safe_load((tmp_path / "out" / "hosts" / "hub" / "cloud-config.yaml").read_text())
     written = {f["path"]: f["content"] for f in cloud["write_files"]}
     assert "docs" in {u["name"] for u in cloud["users"] if u != "default"} and "/etc/systemd/system/docs.service" in written
-    realm = json.loads(re.sub(r"\$\{(\w+)\}", "x", written["/opt/keycloak/data/import/nina-realm.json"]))
+    realm = json.loads(resources[("command:remote:Command", "realm-nina")]["stdin"])
     assert {c["clientId"]: c["redirectUris"] for c in realm["clients"]}["docs"] == ["https://docs.test.nina.qcif.edu.au/oauth2/callback"]
     assert "server_name docs.test.nina.qcif.edu.au;" in written["/etc/nginx/conf.d/nina.conf"]
     assert "proxy_pass https://docs.test.nina.internal:8088;" in written["/etc/nginx/conf.d/nina.conf"]

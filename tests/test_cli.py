@@ -86,7 +86,8 @@ def test_unconfigured_alert_mail_is_a_warning(preview: Preview) -> None:
 
 def test_configured_alert_mail_delivers_the_smtp_password_as_a_secret(project_copy: Callable[[str, dict[str, Any]], Any]) -> None:
     config = yaml.safe_load((ROOT / "Pulumi.uat.yaml").read_text())["config"]
-    config["nina:monitoring"] = {"alert_email": ["ops@qcif.edu.au"], "smarthost": "smtp.qcif.edu.au:587", "smtp_username": "nina"}
+    config["nina:monitoring"] = {"alert_email": ["ops@qcif.edu.au"]}
+    config["nina:smtp"] = {"host": "smtp.qcif.edu.au", "port": 587, "username": "nina"}
     config["nina:smtp_password"] = {"secure": "v1:AAAAAAAAAAAAAAAA:encrypted-by-pulumi"}
     root = project_copy("uat", config)
     masked = run_nina("preview", "--stack", "uat", "--json", "--cwd", str(root))

@@ -28,7 +28,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import DATA, HostRender, Preview
+from conftest import COMMAND, DATA, HostRender, Preview
 
 from cloudinit import render
 from nina.catalog import databases, versions
@@ -310,6 +310,18 @@ def test_every_shell_script_passes_shellcheck(preview: Preview) -> None:
         scripts = shell_files(rendered)
         assert scripts, f"{host.name}: no shell script found (the bootstrap scripts at least)"
         assert shellcheck({f["path"]: f["content"] for f in scripts}) == "", host.name
+
+
+def test_every_remote_command_passes_shellcheck(preview: Preview) -> None:
+    """What pulumi-command runs over SSH (deliveries, registrations, the realm) is shell too (bash on Ubuntu)."""
+    scripts = {
+        f"/commands/{r['name']}.{phase}.sh": "#!/bin/bash\n" + r["inputs"][phase] + "\n"
+        for r in preview.of_type(COMMAND)
+        for phase in ("create", "update", "delete")
+        if isinstance(r["inputs"].get(phase), str)
+    }
+    assert any("realm" in path for path in scripts) and any("deliver" in path for path in scripts)
+    assert shellcheck(scripts) == ""
 
 
 def test_shellcheck_catches_a_bad_script() -> None:

@@ -218,10 +218,15 @@ CASES: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
         "nina:federations.uat-cardiac.members.nowhere",
         "is not an organisation",
     ),
-    ("alert-email-malformed", "test", _set(("nina:monitoring",), {"alert_email": ["ops at qcif"], "smarthost": "smtp.qcif.edu.au:587"}), "nina:monitoring.alert_email[0]", "not an email address"),
-    ("smarthost-without-port", "test", _set(("nina:monitoring",), {"alert_email": ["ops@qcif.edu.au"], "smarthost": "smtp.qcif.edu.au"}), "nina:monitoring.smarthost", "must be host:port"),
-    ("smtp-user-without-password", "test", _set(("nina:monitoring",), {"alert_email": ["ops@qcif.edu.au"], "smarthost": "smtp.qcif.edu.au:587", "smtp_username": "nina"}), "nina:monitoring.smtp_username", "nina:smtp_password"),
-    ("smtp-password-without-user", "test", _set(("nina:smtp_password",), "s3cret"), "nina:smtp_password", "smtp_username is not"),
+    ("alert-email-malformed", "test", _set(("nina:monitoring",), {"alert_email": ["ops at qcif"]}), "nina:monitoring.alert_email[0]", "not an email address"),
+    ("smtp-host-with-port", "test", _set(("nina:smtp",), {"host": "smtp.qcif.edu.au:587"}), "nina:smtp.host", "must be a host name"),
+    ("smtp-user-without-password", "test", _set(("nina:smtp",), {"host": "smtp.qcif.edu.au", "username": "nina"}), "nina:smtp.username", "nina:smtp_password"),
+    ("smtp-password-without-user", "test", _set(("nina:smtp_password",), "s3cret"), "nina:smtp_password", "username is not"),
+    ("person-bad-username", "test", _set(("nina:people",), {"Alice": {"name": "Alice", "email": "a@x.org"}}), "nina:people.Alice", "not a valid user name"),
+    ("person-unknown-federation", "test", _set(("nina:people",), {"alice": {"name": "Alice", "email": "a@x.org", "federations": ["nope"]}}), "nina:people.alice.federations[0]", "not a federation"),
+    ("person-admin-with-federations", "test", _set(("nina:people",), {"root": {"name": "Ops", "email": "o@x.org", "role": "admin", "federations": ["test-fl"]}}), "nina:people.root.federations", "reaches every federation"),
+    ("people-sharing-an-address", "test", _set(("nina:people",), {"alice": {"name": "A", "email": "a@x.org"}, "bob": {"name": "B", "email": "A@x.org"}}), "nina:people.bob.email", "already the address of alice"),
+    ("person-name-with-markup", "test", _set(("nina:people",), {"alice": {"name": "Alice <script>", "email": "a@x.org"}}), "nina:people.alice.name", "must be letters"),
 ]
 
 
@@ -312,13 +317,19 @@ def test_preview_of_missing_stack_exits_3() -> None:
         assert stack in proc.stderr  # it lists the stacks that do exist
 
 
-def test_monitoring_mail_settings_are_typed() -> None:
+def test_mail_settings_and_people_are_typed() -> None:
     from nina.config import parse
 
     raw = raw_config("test")
-    raw["nina:monitoring"] = {"alert_email": ["ops@qcif.edu.au"], "smarthost": "smtp.qcif.edu.au:587", "email_from": "nina@qcif.edu.au", "smtp_username": "nina"}
+    raw["nina:monitoring"] = {"alert_email": ["ops@qcif.edu.au"]}
+    raw["nina:smtp"] = {"host": "smtp.qcif.edu.au", "port": 587, "from": "nina@qcif.edu.au", "username": "nina"}
     raw["nina:smtp_password"] = "s3cret"
     cfg = parse(encode(raw))
     assert cfg.monitoring.configured and cfg.monitoring.alert_email == ("ops@qcif.edu.au",)
-    assert (cfg.monitoring.smarthost, cfg.monitoring.email_from, cfg.monitoring.smtp_username) == ("smtp.qcif.edu.au:587", "nina@qcif.edu.au", "nina")
-    assert not parse(encode(raw_config("test"))).monitoring.configured  # absent: the preview warns instead
+    assert (cfg.smtp.smarthost, cfg.mail_sender, cfg.smtp.username, cfg.smtp.configured) == ("smtp.qcif.edu.au:587", "nina@qcif.edu.au", "nina", True)
+    plain = parse(encode(raw_config("test")))
+    assert not plain.monitoring.configured and not plain.smtp.configured  # absent: the preview warns instead
+    assert plain.mail_sender == f"nina@{plain.dns.public_domain}"
+    raw["nina:people"] = {"alice": {"name": "Alice Ng", "email": "alice@uq.edu.au", "federations": ["test-fl"]}, "ops": {"name": "Ops", "email": "ops@qcif.edu.au", "role": "admin"}}
+    people = parse(encode(raw)).people
+    assert people["alice"].federations == ("test-fl",) and not people["alice"].admin and people["ops"].admin

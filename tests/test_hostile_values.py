@@ -25,7 +25,7 @@ from conftest import encode, raw_config, run_nina
 from nina import bundle
 from nina.bundle import SiteContext, organisation_supernodes
 from nina.config import ConfigError, StackConfig, parse
-from nina.plan import flower, openvpn, quoting
+from nina.plan import flower, openvpn, quoting, realm
 
 CANARY = "/tmp/nina-hostile-canary"
 HOSTILE = {  # each with "zq", which nothing rendered contains, so where a value lands can be searched for
@@ -52,23 +52,38 @@ FREE_TEXT = (
     "nina:organisations.*.display_name",
     "nina:federations.*.revoked[*].reason",
     "nina:smtp_password",  # a file only Alertmanager reads, whole (smtp_auth_password_file)
+    "nina:people.*.name",  # letters, spaces, ' . - (O'Brien): a JSON string of the realm's description (json.dumps)
 )
 # Files nothing parses as configuration or code: the site kit's README (a person reads it), and the names-only files
 # of OpenVPN's revocation directory (crl-verify ... dir reads the file name, never the content).
 UNPARSED = re.compile(r"(^|:)README\.md$|/crl/[^/]+$")
+# Files that are JSON made by json.dumps: a value may land in one only as (part of) a string.
+JSON_FILE = re.compile(r"\.json$")
+
+
+def json_strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from json_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from json_strings(item)
+    elif isinstance(value, str):
+        yield value
 
 
 def full_config() -> dict[str, Any]:
     """uat with every optional key set, so every field gets its turn."""
     raw = raw_config("uat")
     raw["nina:dns"].update(public_zone="nina.qcif.edu.au", acme_email="ops@qcif.edu.au")
-    raw["nina:monitoring"] = {
-        "alert_email": ["ops@qcif.edu.au"],
-        "smarthost": "smtp.qcif.edu.au:587",
-        "email_from": "alerts@qcif.edu.au",
-        "smtp_username": "nina-alerts",
-    }
+    raw["nina:monitoring"] = {"alert_email": ["ops@qcif.edu.au"]}
+    raw["nina:smtp"] = {"host": "smtp.qcif.edu.au", "port": 587, "from": "alerts@qcif.edu.au", "username": "nina-alerts"}
     raw["nina:smtp_password"] = "relay-password-1"
+    raw["nina:people"] = {
+        "ana": {"name": "Ana Lima", "email": "ana@uq.edu.au", "federations": ["uat-cardiac"]},
+        "ops": {"name": "Operations", "email": "ops@qcif.edu.au", "role": "admin"},
+    }
     raw["nina:keycloak_admin_password"] = "a-good-admin-password"
     raw["nina:grafana_admin_password"] = "another-good-password"
     raw["nina:database"]["backup"] = {"schedule": "weekly", "keep": 4}
@@ -134,6 +149,7 @@ def rendered(cfg: StackConfig) -> dict[str, str]:
         for sn in fed.supernodes:
             files[f"register-{fed.name}-{sn.name}.sh"] = flower.register_command(sn.public_key or "ecdsa-sha2-nistp384 AAAA")
     files["flwr-config.toml"] = flower.config_toml(cfg)
+    files["realm-nina.json"] = realm.desired_json(cfg)  # the Realm component's stdin
     for org in cfg.organisations.values():
         if org.hosting == "on_premises" and organisation_supernodes(cfg, org.name):
             site = SiteContext(cfg, org, organisation_supernodes(cfg, org.name), "-----BEGIN CERTIFICATE-----\n", {})
@@ -150,7 +166,7 @@ def test_the_full_config_is_valid_and_every_field_is_covered() -> None:
     assert parse(encode(BASE))
     paths = {path for path, _ in fields(BASE)}
     for expected in ("nina:admin.ssh_user", "nina:dns.acme_email", "nina:federations.uat-cardiac.members.org-b.supernodes[0].node_config.data-path",
-                     "nina:organisations.metro-north.display_name", "nina:keycloak_admin_password", "nina:hosts.ingress", "nina:monitoring.smtp_username"):
+                     "nina:organisations.metro-north.display_name", "nina:keycloak_admin_password", "nina:hosts.ingress", "nina:smtp.username", "nina:people.ana.name"):
         assert expected in paths, expected
     assert len(CASES) > 700
 
@@ -175,7 +191,9 @@ def test_each_hostile_value_is_refused_with_its_key_or_lands_inert(hostile: str)
         assert is_free_text(path), f"{path} accepted {hostile}: only free-text fields may take it"
         accepted.append(path)
         for where, content in rendered(cfg).items():
-            if value in content:
+            if value in content and JSON_FILE.search(where):
+                assert any(value in text for text in json_strings(json.loads(content))), f"{path}={hostile!r} is JSON structure in {where}"
+            elif value in content:
                 assert UNPARSED.search(where), f"{path}={hostile!r} landed in {where}, which a program parses"
             assert "49{% raw %}" not in content, f"{path}: the template evaluated Jinja from the stack in {where}"
     assert not Path(CANARY).exists()

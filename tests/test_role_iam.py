@@ -1,28 +1,28 @@
-"""The iam fragment (manual §4.1.2.9-10, §4.1.2.17.1): Keycloak from the pinned tarball, realm `nina` imported.
+"""The iam fragment (manual §4.1.2.9-10, §4.1.2.17.1): Keycloak from the pinned tarball; realm `nina` as the Realm
+component's description (nina-realm applies it: tests/test_realm.py runs it against a stand-in Keycloak).
 
-Keycloak itself cannot run here (no download), so the files are judged by what reads them: the realm JSON by a JSON
-parser after Keycloak-style `${VAR}` substitution, keycloak.conf against the contract with nginx, the port table
-and the role table (nina/catalog/roles.py), the unit by `systemd-analyze verify`, the bootstrap by shellcheck.
+Keycloak itself cannot run here (no download), so the files are judged by what reads them: keycloak.conf against the
+contract with nginx, the port table and the role table (nina/catalog/roles.py), units by `systemd-analyze verify`,
+the bootstrap by shellcheck, the realm's description against the stack file.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
+from pathlib import Path
 
 import pytest
 
+from nina.catalog import layout
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import SYSTEM_GROUP, server_tls
-from tests.conftest import BOOTSTRAP, Preview, env_path, env_var_names, role_files
+from tests.test_cloudinit import Target, verify_units
+from tests.conftest import BOOTSTRAP, COMMAND, STACKS, Preview, delivered, env_path, env_var_names, realm_of, role_files
 
 CONF = "/opt/keycloak/conf/keycloak.conf"
-REALM = "/opt/keycloak/data/import/nina-realm.json"
 UNIT = "/etc/systemd/system/keycloak.service"
 KC_SH = "/opt/keycloak/bin/kc.sh"  # from the tarball
 PORT = {p.name: p for p in PORTS}
-PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 
 def iam_files(preview: Preview) -> dict[str, str]:
@@ -42,13 +42,9 @@ def unit_values(text: str, key: str) -> list[str]:
     return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith(f"{key}=")]
 
 
-def realm(preview: Preview, values: dict[str, str] | None = None) -> dict[str, Any]:
-    """The realm as Keycloak reads it: ${VAR} replaced textually from its environment, then JSON."""
-    text = iam_files(preview)[REALM]
-    env = values or {v: f"value-of-{v}" for v in env_var_names("iam")}
-    substituted = PLACEHOLDER.sub(lambda m: env[m.group(1)], text)
-    parsed: dict[str, Any] = json.loads(substituted)
-    return parsed
+def realm_text(preview: Preview) -> str:
+    text: str = preview.named(COMMAND, "realm-nina")["inputs"]["stdin"]
+    return text
 
 
 def test_keycloak_conf(preview: Preview) -> None:
@@ -72,9 +68,9 @@ def test_keycloak_conf(preview: Preview) -> None:
 
 def test_realm_clients(preview: Preview) -> None:
     domain = preview.cfg.dns.public_domain
-    data = realm(preview)
-    assert data["realm"] == "nina" and data["enabled"] is True and data["sslRequired"] == "all"
-    assert data["registrationAllowed"] is False
+    data = realm_of(preview)
+    assert data["realm"] == "nina" and data["settings"]["enabled"] is True and data["settings"]["sslRequired"] == "all"
+    assert data["settings"]["registrationAllowed"] is False
     clients = {c["clientId"]: c for c in data["clients"]}
     assert set(clients) == {"jupyterhub", "grafana"}
     expected = {
@@ -85,7 +81,8 @@ def test_realm_clients(preview: Preview) -> None:
         client = clients[client_id]
         assert client["redirectUris"] == [redirect]
         assert client["publicClient"] is False and client["directAccessGrantsEnabled"] is False
-        assert client["secret"] == f"value-of-{secret_var}"
+        # The secret is named, not written: nina-realm reads it from the delivered secrets file.
+        assert client["secretEnv"] == secret_var and secret_var in env_var_names("iam") and "secret" not in client
         (mapper,) = client["protocolMappers"]
         assert mapper["protocolMapper"] == "oidc-group-membership-mapper" and mapper["config"]["claim.name"] == "groups"
         assert mapper["config"]["userinfo.token.claim"] == "true" and mapper["config"]["full.path"] == "false"
@@ -93,27 +90,34 @@ def test_realm_clients(preview: Preview) -> None:
     assert clients["jupyterhub"]["attributes"]["pkce.code.challenge.method"] == "S256"
     groups = {g["name"]: set(g["realmRoles"]) for g in data["groups"]}
     assert "nina-researchers" in groups and "jupyter_admin" in groups["nina-admins"]
-    roles = {r["name"] for r in data["roles"]["realm"]}
-    assert set().union(*groups.values()) <= roles
+    assert set().union(*groups.values()) <= set(data["roles"])
 
 
-def test_realm_placeholders_are_the_env_file_contract(preview: Preview) -> None:
-    text = iam_files(preview)[REALM]
-    used = set(PLACEHOLDER.findall(text))
-    assert used == {"NINA_JUPYTERHUB_CLIENT_SECRET", "NINA_GRAFANA_CLIENT_SECRET"}
-    assert used <= set(env_var_names("iam"))
-    # The raw file is valid JSON too (placeholders sit inside strings), and no secret value is in it.
-    raw = json.loads(text)
-    assert all(c["secret"].startswith("${") for c in raw["clients"])
+def test_realm_people_and_federation_groups(preview: Preview) -> None:
+    """Each federation is a group; each person of the stack file is a user in the groups their entry names."""
+    cfg, data = preview.cfg, realm_of(preview)
+    groups = {g["name"] for g in data["groups"]}
+    assert {f"federation-{name}" for name in cfg.federations} <= groups
+    users = {u["username"]: u for u in data["users"]}
+    assert set(users) == set(cfg.people)
+    for username, person in cfg.people.items():
+        user = users[username]
+        assert user["email"] == person.email and f"{user['firstName']} {user['lastName']}".strip() == person.name
+        expected = ["nina-admins"] if person.admin else ["nina-researchers", *(f"federation-{f}" for f in person.federations)]
+        assert user["groups"] == expected
 
 
-def test_realm_substitution_breaks_on_json_special_characters(preview: Preview) -> None:
-    """Keycloak substitutes before parsing: a client secret with a quote would break the import, so the
-    delivery must generate secrets without JSON-special characters. This shows why (the check can fail)."""
-    env = {v: "abc" for v in env_var_names("iam")}
-    env["NINA_GRAFANA_CLIENT_SECRET"] = 'a"b'
-    with pytest.raises(json.JSONDecodeError):
-        realm(preview, env)
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_realm_command_carries_no_secret(materialized: dict[str, Preview], stack: str) -> None:
+    """Reviewers read the realm in the plan: names and addresses, never a secret value (the clients' secrets stay in
+    the delivered secrets file, which nina-realm reads on the host)."""
+    preview = materialized[stack]
+    text = realm_text(preview)
+    env = delivered(preview, preview.cfg.the_host_with("iam").name)[env_path("iam")]["content"]
+    pairs = dict(line.split("=", 1) for line in env.splitlines())
+    secrets = [v for k, v in pairs.items() if re.search(r"(SECRET|PASSWORD)$", k)]
+    assert len(secrets) >= 3 and all(len(v) >= 16 for v in secrets)  # admin's password, the two clients' secrets
+    assert not any(v in text for v in secrets)
 
 
 def test_unit_reads_the_delivered_files(preview: Preview) -> None:
@@ -124,7 +128,8 @@ def test_unit_reads_the_delivered_files(preview: Preview) -> None:
     assert unit_values(unit, "User") == ["keycloak"] and unit_values(unit, "Group") == [SYSTEM_GROUP]
     assert tls.owner == f"keycloak:{SYSTEM_GROUP}" and "keycloak.service" in tls.units
     (exec_start,) = unit_values(unit, "ExecStart")
-    assert exec_start.split() == [KC_SH, "start", "--optimized", "--import-realm"]
+    # No --import-realm: it skips a realm that exists, so nina-realm.service applies the realm instead.
+    assert exec_start.split() == [KC_SH, "start", "--optimized"]
     assert unit_values(unit, "ReadWritePaths") == ["/opt/keycloak/data"]
 
 
@@ -148,3 +153,20 @@ def test_bootstrap_pins_and_verifies_the_release(preview: Preview) -> None:
     assert script.index("kc.sh\" build") < script.index("enable_unit keycloak.service")
 
 
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_nina_realm_is_delivered_with_its_units(materialized: dict[str, Preview], stack: str) -> None:
+    """The program and its service and hourly timer arrive by delivery (a new version never replaces the VM); the
+    timer is enabled by nina-deliver; the service reads the files the delivery puts there."""
+    preview = materialized[stack]
+    files = delivered(preview, preview.cfg.the_host_with("iam").name)
+    service, timer = (f"/etc/systemd/system/{u}" for u in (layout.REALM_UNIT, layout.REALM_TIMER))
+    assert files[timer]["units"] == [f"enable:{layout.REALM_TIMER}"]
+    assert files[layout.REALM_COMMAND]["mode"] == "0755" and files[layout.REALM_COMMAND]["content"].startswith("#!/usr/bin/python3\n")
+    units = {Path(p).name: files[p]["content"] for p in (service, timer)}
+    assert verify_units(Target(units=units, drop_ins={}, expected_units={"keycloak.service"}, written=set(files))) == []
+    (exec_start,) = unit_values(units[layout.REALM_UNIT], "ExecStart")
+    args = exec_start.split()
+    assert args[0] == layout.REALM_COMMAND and args[args.index("--env") + 1] == env_path("iam") and args[args.index("--desired") + 1] == layout.REALM_DESIRED
+    assert "nina-realm" not in "".join(f["path"] for f in preview.hosts[preview.cfg.the_host_with("iam").name].write_files)

@@ -26,7 +26,7 @@ from nina.catalog import alerts as alert_table
 from nina.catalog import layout
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import ROLES, server_tls
-from nina.config import Monitoring, StackConfig
+from nina.config import Monitoring, Smtp, StackConfig
 from nina.plan import alerts, names, scrape
 from tests.conftest import BOOTSTRAP, Preview, env_path, env_var_names, role_files
 
@@ -303,11 +303,12 @@ def test_alerts_mail_operations_by_severity(stack: Preview, tmp_path: Path) -> N
         assert result.returncode == 0 and result.stdout.strip() == "ops", result.stdout + result.stderr
 
 
-def test_mail_settings_follow_a_monitoring_config_key(previews: dict[str, Preview], tmp_path: Path) -> None:
-    """`nina:monitoring`, as the config model hands it over."""
+def test_mail_settings_follow_the_monitoring_and_smtp_config_keys(previews: dict[str, Preview], tmp_path: Path) -> None:
+    """`nina:monitoring` (who) and `nina:smtp` (the relay, shared with Keycloak), as the config model hands them over."""
     base = previews["uat"].cfg
-    monitoring = Monitoring(("ops@qcif.edu.au", "oncall@qcif.edu.au"), "smtp.qcif.edu.au:587", "nina@qcif.edu.au", "nina")
-    cfg = dataclasses.replace(base, monitoring=monitoring)
+    cfg = dataclasses.replace(
+        base, monitoring=Monitoring(("ops@qcif.edu.au", "oncall@qcif.edu.au")), smtp=Smtp("smtp.qcif.edu.au", 587, "nina@qcif.edu.au", "nina")
+    )
     document = alerts.alertmanager_document(cfg)
     assert document["global"] == {
         "smtp_smarthost": "smtp.qcif.edu.au:587",

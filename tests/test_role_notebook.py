@@ -31,13 +31,12 @@ from nina.catalog import layout
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import ROLES, SYSTEM_GROUP, server_tls
 from nina.plan import names
-from tests.conftest import BOOTSTRAP, ROOT, Preview, env_path, env_var_names, role_files
+from tests.conftest import BOOTSTRAP, ROOT, Preview, env_path, env_var_names, realm_of, role_files
 
 CONFIG = layout.JUPYTERHUB_CONFIG
 GUARD = layout.NOTEBOOK_GUARD_RULES
 DAEMON = "/etc/docker/daemon.json"
 UNIT = "/etc/systemd/system/jupyterhub.service"
-REALM = "/opt/keycloak/data/import/nina-realm.json"
 VENV = ROLES["notebook"].python_venv
 STATE = "/var/lib/nina/jupyterhub"
 PORT = {p.name: p for p in PORTS}
@@ -126,7 +125,7 @@ def test_config_matches_the_realm(preview: Preview) -> None:
     """What the hub asks for is what the iam fragment's realm grants (they may sit on different hosts)."""
     c, _ = load_config(preview)
     oauth = c.GenericOAuthenticator
-    realm = json.loads(role_files(preview, "iam")[REALM])
+    realm = realm_of(preview)
     (client,) = [cl for cl in realm["clients"] if cl["clientId"] == oauth.client_id]
     assert client["redirectUris"] == [oauth.oauth_callback_url]
     assert oauth.oauth_callback_url == f"https://flhub.{preview.cfg.dns.public_domain}/hub/oauth_callback"

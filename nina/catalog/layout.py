@@ -40,6 +40,14 @@ OPENVPN_TLS_CRYPT = "/etc/openvpn/server/tls-crypt.key"
 OPENVPN_CCD_DIR = "/etc/openvpn/server/ccd"
 OPENVPN_CRL_DIR = "/etc/openvpn/server/crl"
 
+# Keycloak's realm as the stack describes it (nina/plan/realm.py), applied by nina-realm (nina/onhost/nina_realm.py)
+# through the admin API: on every `pulumi up` that changes it, and hourly against drift.
+REALM_DESIRED = "/etc/nina/realm.json"
+REALM_COMMAND = "/usr/local/sbin/nina-realm"
+REALM_UNIT = "nina-realm.service"
+REALM_TIMER = "nina-realm.timer"  # re-applies the realm hourly against drift
+KEYCLOAK_SMTP_PASSWORD = "/etc/nina/secrets/keycloak-smtp-password"  # with nina:smtp.username
+
 JUPYTERHUB_CONFIG = "/etc/jupyterhub/config/jupyterhub_config.py"  # delivered: the per-container limits change in operation
 
 # ------------------------------------------------------------------------------------------------------- Flower
@@ -103,6 +111,6 @@ PROMETHEUS_TARGETS_DIR = "/etc/prometheus/targets"
 RULES_DIR = "/etc/prometheus/rules"
 RULES_PATH = f"{RULES_DIR}/nina-alerts.yml"
 ALERTMANAGER_PATH = "/etc/prometheus/alertmanager.yml"  # the Ubuntu package's path; replaces its example
-# Alertmanager (user prometheus) reads it itself; only with nina:monitoring.smtp_username.
+# Alertmanager (user prometheus) reads it itself; only with nina:smtp.username.
 SMTP_PASSWORD_PATH = "/etc/prometheus/alertmanager-smtp-password"
 DASHBOARD_PATH = "/etc/grafana/dashboards/nina/node-overview.json"  # Grafana's file provider rescans the folder

@@ -154,17 +154,44 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class Monitoring:
-    """Where Alertmanager mails alerts (§5.3). Absent from a stack: ops@<public_domain> through localhost:25, where no
-    relay listens, so notifications fail loudly (AlertmanagerNotificationsFailing) and the preview warns."""
+    """Who Alertmanager mails (§5.3). Absent from a stack: ops@<public_domain>; the preview warns."""
 
     alert_email: tuple[str, ...] = ()
-    smarthost: str = "localhost:25"  # host:port of the institution's SMTP relay (STARTTLS on 587)
-    email_from: str = ""
-    smtp_username: str | None = None  # with the secret nina:smtp_password
 
     @property
     def configured(self) -> bool:
         return bool(self.alert_email)
+
+
+@dataclass(frozen=True)
+class Smtp:
+    """nina:smtp: the institution's mail relay, for Alertmanager's alerts and Keycloak's mails to people (invitations,
+    password resets). Absent: localhost:25, where no relay listens, so alerts fail loudly
+    (AlertmanagerNotificationsFailing), nobody can be invited, and the preview warns."""
+
+    host: str = "localhost"
+    port: int = 25  # 587: STARTTLS; 465: TLS from the start
+    sender: str = ""  # From: (default: nina@<public_domain>)
+    username: str | None = None  # with the secret nina:smtp_password
+
+    @property
+    def smarthost(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def configured(self) -> bool:
+        return self.host != "localhost"
+
+
+@dataclass(frozen=True)
+class Person:
+    """A person of nina:people: their Keycloak account, and what they may reach (README "People and federations")."""
+
+    username: str
+    name: str
+    email: str
+    admin: bool  # operators: every federation, Grafana, JupyterHub's admin
+    federations: tuple[str, ...]  # a researcher's federations (an admin's are all)
 
 
 @dataclass(frozen=True)
@@ -191,6 +218,8 @@ class StackConfig:
     secrets: Mapping[str, str] = field(default_factory=dict)  # names of `--secret` keys set in the stack
     monitoring: Monitoring = field(default_factory=Monitoring)
     notebook: NotebookLimits = field(default_factory=NotebookLimits)
+    smtp: Smtp = field(default_factory=Smtp)
+    people: Mapping[str, Person] = field(default_factory=dict)
 
     @property
     def acme_contact(self) -> str | None:
@@ -208,6 +237,10 @@ class StackConfig:
         return f"{host}.{self.dns.internal_domain}"
 
     # ------------------------------------------------------------------------------------------------ topology
+
+    @property
+    def mail_sender(self) -> str:
+        return self.smtp.sender or f"nina@{self.dns.public_domain}"
 
     @property
     def resolvers(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -27,6 +27,8 @@ from nina.config.model import (
     NetworkSettings,
     NotebookLimits,
     Organisation,
+    Person,
+    Smtp,
     StackConfig,
 )
 from nina.config.reader import DOMAIN, EMAIL, LINUX_USER, NAMESPACE, TEXT, ConfigError, Reader, decode, show
@@ -34,7 +36,6 @@ from nina.config.topology import parse_hosts, parse_network, parse_organisations
 
 
 ADMIN_PREFIX_MIN = 8
-SMARTHOST = re.compile(r"([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}:([1-9][0-9]{0,4})")
 SMTP_USER = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
 
 
@@ -110,32 +111,81 @@ def _parse_database(r: Reader, raw: Any) -> DatabaseSettings:
 
 
 
-def _parse_monitoring(r: Reader, raw: Any, secret_given: bool) -> Monitoring:
+def _parse_monitoring(r: Reader, raw: Any) -> Monitoring:
     p = "nina:monitoring"
     if raw is None:
-        if secret_given:
-            r.problem(f"{NAMESPACE}:smtp_password", f"is set but {p}.smtp_username is not")
         return Monitoring()
-    d = r.mapping(raw, p, ("alert_email", "smarthost", "email_from", "smtp_username"))
+    d = r.mapping(raw, p, ("alert_email",))
     emails = r.strings(d, "alert_email", p)
     for i, address in enumerate(emails):
         r.matches(address, EMAIL, f"{p}.alert_email[{i}]", "an email address")
-    smarthost = r.string(d, "smarthost", p)
-    if smarthost and not SMARTHOST.fullmatch(smarthost):
-        r.problem(f"{p}.smarthost", f"{smarthost[:80]!r} must be host:port (e.g. smtp.example.edu.au:587)")
-    sender = r.string(d, "email_from", p, default="")  # default: alertmanager@<public_domain>
+    return Monitoring(tuple(emails))
+
+
+SMTP_HOST = re.compile(r"([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}")
+
+
+def _parse_smtp(r: Reader, raw: Any, secret_given: bool) -> Smtp:
+    p = "nina:smtp"
+    if raw is None:
+        if secret_given:
+            r.problem(f"{NAMESPACE}:smtp_password", f"is set but {p}.username is not")
+        return Smtp()
+    d = r.mapping(raw, p, ("host", "port", "from", "username"))
+    host = r.string(d, "host", p)
+    if host and not SMTP_HOST.fullmatch(host):
+        r.problem(f"{p}.host", f"{show(host)} must be a host name (e.g. smtp.example.edu.au)")
+    port = r.integer(d, "port", p, default=587, minimum=1)
+    if port > 65535:
+        r.problem(f"{p}.port", f"{port} is not a port")
+    sender = r.string(d, "from", p, default="")
     if sender:
-        r.matches(sender, EMAIL, f"{p}.email_from", "an email address")
-    user = d.get("smtp_username")
+        r.matches(sender, EMAIL, f"{p}.from", "an email address")
+    user = d.get("username")
     if user is not None and not isinstance(user, str):
-        r.problem(f"{p}.smtp_username", "must be a string")
+        r.problem(f"{p}.username", "must be a string")
     elif user:
-        r.matches(user, SMTP_USER, f"{p}.smtp_username", "an SMTP user name (letters, digits and ._@+-, max 128)")
+        r.matches(user, SMTP_USER, f"{p}.username", "an SMTP user name (letters, digits and ._@+-, max 128)")
     if user and not secret_given:
-        r.problem(f"{p}.smtp_username", f"needs its password: pulumi config set --secret {NAMESPACE}:smtp_password")
+        r.problem(f"{p}.username", f"needs its password: pulumi config set --secret {NAMESPACE}:smtp_password")
     if secret_given and not user:
-        r.problem(f"{NAMESPACE}:smtp_password", f"is set but {p}.smtp_username is not")
-    return Monitoring(tuple(emails), smarthost, sender, user or None)
+        r.problem(f"{NAMESPACE}:smtp_password", f"is set but {p}.username is not")
+    return Smtp(host or "localhost", port, sender, user if isinstance(user, str) and user else None)
+
+
+# Keycloak and JupyterHub user names: Keycloak lowercases them; JupyterHub escapes anything outside [a-z0-9].
+USERNAME = re.compile(r"[a-z][a-z0-9._-]{0,62}")
+# A person's name as Keycloak shows it: letters of any script, spaces, apostrophes, hyphens and dots.
+PERSON_NAME = re.compile(r"[^\W\d_](?:[^\W\d_]|[ '.-]){0,126}")
+ROLES_OF_PEOPLE = ("researcher", "admin")
+
+
+def _parse_people(r: Reader, raw: Any, federations: Mapping[str, Federation]) -> dict[str, Person]:
+    p = "nina:people"
+    people: dict[str, Person] = {}
+    emails: dict[str, str] = {}
+    for username, path, body in r.each(r.mapping(raw, p), p):
+        if not USERNAME.fullmatch(username):
+            r.problem(path, "is not a valid user name (a lowercase letter, then up to 62 of a-z 0-9 . _ -)")
+        d = r.mapping(body, path, ("name", "email", "role", "federations"))
+        name = r.string(d, "name", path)
+        if name and not PERSON_NAME.fullmatch(name):
+            r.problem(f"{path}.name", f"{show(name)} must be letters, spaces, apostrophes, hyphens and dots (up to 127)")
+        email = r.string(d, "email", path)
+        if email:
+            r.matches(email, EMAIL, f"{path}.email", "an email address")
+            if email.lower() in emails:
+                r.problem(f"{path}.email", f"{email} is already the address of {emails[email.lower()]} (Keycloak needs one person per address)")
+            emails.setdefault(email.lower(), username)
+        role = r.choice(d, "role", path, ROLES_OF_PEOPLE, "researcher")
+        feds = r.strings(d, "federations", path, required=False)
+        for i, fed in enumerate(feds):
+            if fed not in federations:
+                r.problem(f"{path}.federations[{i}]", f"{show(fed)} is not a federation in nina:federations")
+        if role == "admin" and feds:
+            r.problem(f"{path}.federations", "an admin reaches every federation: leave it out")
+        people[username] = Person(username, name, email, role == "admin", tuple(dict.fromkeys(feds)))
+    return people
 
 
 MEMORY = re.compile(r"[1-9][0-9]{0,5}[MG]")
@@ -207,10 +257,13 @@ def _check_secret_values(r: Reader, raw: Mapping[str, Any]) -> None:
         r.problem(f"{NAMESPACE}:smtp_password", "must be one line of printable text, at most 256 characters")
 
 
-KNOWN_KEYS = ("environment", "cloud", "admin", "dns", "network", "hosts", "organisations", "federations", "database", "monitoring", "notebook")
+KNOWN_KEYS = (
+    "environment", "cloud", "admin", "dns", "network", "hosts", "organisations", "federations", "database", "monitoring", "notebook",
+    "smtp", "people",
+)
 # Secrets the program reads (`pulumi config set --secret nina:<key>`). Required ones must be set before
 # `pulumi up`; optional ones are generated (random) when absent: the role table's credentials an operator may set,
-# and the SMTP relay's password (with nina:monitoring.smtp_username).
+# and the SMTP relay's password (with nina:smtp.username).
 REQUIRED_SECRETS: tuple[str, ...] = ("ssh_private_key",)  # the operators' key pulumi-command connects with
 OPTIONAL_SECRETS: tuple[str, ...] = PASSWORD_KEYS + ("smtp_password",)
 SECRET_KEYS: tuple[str, ...] = REQUIRED_SECRETS + OPTIONAL_SECRETS
@@ -237,7 +290,9 @@ def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) ->
     hosts = parse_hosts(r, decode(raw, "hosts"), network)
     federations = parse_federations(r, decode(raw, "federations"), hosts, orgs)
     database = _parse_database(r, decode(raw, "database"))
-    monitoring = _parse_monitoring(r, decode(raw, "monitoring"), f"{NAMESPACE}:smtp_password" in raw)
+    monitoring = _parse_monitoring(r, decode(raw, "monitoring"))
+    smtp = _parse_smtp(r, decode(raw, "smtp"), f"{NAMESPACE}:smtp_password" in raw)
+    people = _parse_people(r, decode(raw, "people"), federations)
     notebook = _parse_notebook(r, decode(raw, "notebook"))
     _check_cross(r, hosts, admin, orgs, network, federations)
     if r.problems:
@@ -251,4 +306,6 @@ def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) ->
     if r.problems:
         raise ConfigError(r.problems)
     present = tuple(k for k in secret_keys if f"{NAMESPACE}:{k}" in raw)
-    return StackConfig(environment, cloud, admin, dns, network, hosts, orgs, federations, database, {k: k for k in present}, monitoring, notebook)
+    return StackConfig(
+        environment, cloud, admin, dns, network, hosts, orgs, federations, database, {k: k for k in present}, monitoring, notebook, smtp, people
+    )

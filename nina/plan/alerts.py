@@ -43,16 +43,14 @@ def rules_yaml() -> str:
 
 
 def _mail(cfg: StackConfig) -> dict[str, object]:
-    """Mail settings from `nina:monitoring`. Without it: ops@<public domain> through localhost:25, where no relay
-    listens, so every notification fails loudly (AlertmanagerNotificationsFailing in Grafana, the journal) instead of
-    vanishing the way a null receiver would; the preview warns about it."""
-    mon = cfg.monitoring
-    to = list(mon.alert_email or [f"ops@{cfg.dns.public_domain}"])
-    smarthost = mon.smarthost or "localhost:25"
-    sender = mon.email_from or f"alertmanager@{cfg.dns.public_domain}"
-    user = mon.smtp_username
+    """Recipients from `nina:monitoring`, the relay from `nina:smtp` (shared with Keycloak). Without them:
+    ops@<public domain> through localhost:25, where no relay listens, so every notification fails loudly
+    (AlertmanagerNotificationsFailing in Grafana, the journal) instead of vanishing the way a null receiver would; the
+    preview warns about it."""
+    to = list(cfg.monitoring.alert_email or [f"ops@{cfg.dns.public_domain}"])
+    user = cfg.smtp.username
     auth: dict[str, object] = {"smtp_auth_username": user, "smtp_auth_password_file": SMTP_PASSWORD_PATH} if user else {}
-    return {"smtp_smarthost": smarthost, "smtp_from": sender, **auth, "to": to}
+    return {"smtp_smarthost": cfg.smtp.smarthost, "smtp_from": cfg.mail_sender, **auth, "to": to}
 
 
 def alertmanager_document(cfg: StackConfig) -> dict[str, Any]:
