@@ -37,8 +37,8 @@ from nina.catalog.roles import (
     env_variables,
 )
 from nina.config import NAMESPACE, Host, StackConfig
-from nina.onhost import CHECK, REALM, program_source
-from nina.plan import backups, checklist, flower, openvpn, scrape
+from nina.onhost import CHECK, JUPYTER_ACCESS, REALM, program_source
+from nina.plan import backups, checklist, flower, notebook, openvpn, scrape
 
 
 @dataclass(frozen=True)
@@ -151,24 +151,31 @@ def vpn_clients(src: Sources, host: Host) -> Iterable[Deliverable]:
 
 def federations(src: Sources, host: Host) -> Iterable[Deliverable]:
     """What changes with federation membership: the SuperNode instances this host runs (their supernode.conf, which
-    also enables supernode@<name>), the researchers' flwr connections on the JupyterHub host and, beside a
-    SuperLink, its proxy's allow lists."""
+    also enables supernode@<name>), the federations' groups, SuperLinks and flwr connections on the JupyterHub
+    host and, beside a SuperLink, its proxy's allow lists."""
     for f in cloudinit.delivered_files(src.cfg, host, "supernode"):
         yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
-    if host.has("notebook") and src.cfg.federations:
-        # Researchers' flwr connections; copied into each notebook's FLWR_HOME at spawn (jupyterhub_config.py).
-        yield Deliverable(layout.FLWR_RESEARCHER_CONFIG, flower.config_toml(src.cfg), "root:root", "0644", ())
+    if host.has("notebook"):
+        # Who reaches which federation from a notebook: read at each spawn and by the guard's reload (nina-jupyter-access).
+        guard = (f"reload-or-restart:{layout.NOTEBOOK_GUARD_UNIT}",)
+        yield Deliverable(layout.NOTEBOOK_FEDERATIONS, notebook.federations_json(src.cfg), "root:root", "0644", guard)
     for fed in src.cfg.federations_served_by(host.name, "superlink"):
         for path, content in flower.acl_files(src.cfg, fed).items():
             # reload-or-restart: a proxy that is down (first boot, a crash) is started rather than failing the delivery.
             yield Deliverable(path, content, "root:root", "0644", (f"reload-or-restart:{layout.SUPERLINK_PROXY_UNIT}",))
 
 
+JUPYTER_ACCESS_SOURCE = program_source(JUPYTER_ACCESS).decode()  # nina-jupyter-access (standard library only)
+
+
 def notebooks(src: Sources, host: Host) -> Iterable[Deliverable]:
-    """The JupyterHub host's config (per-container limits) and its containers' guard (the SuperLinks they may reach):
-    they change in operation, so a new federation or limit restarts a service instead of replacing the VM."""
+    """The JupyterHub host's config (per-container limits), its containers' guard, the researchers' image and its
+    builder (the notebook fragment's `delivered`), and nina-jupyter-access, which fills the guard's set per
+    container: they change in operation, so a new federation, limit or pin restarts a service, never the VM."""
     for f in cloudinit.delivered_files(src.cfg, host, "notebook"):
         yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+    if host.has("notebook"):
+        yield Deliverable(layout.NOTEBOOK_ACCESS_COMMAND, JUPYTER_ACCESS_SOURCE, "root:root", "0755", (f"reload-or-restart:{layout.NOTEBOOK_GUARD_UNIT}",))
 
 
 def monitoring(src: Sources, host: Host) -> Iterable[Deliverable]:

@@ -1,5 +1,5 @@
 """The test stack's Flower hosts as a lab (tests/lab.py): the SuperLink host, the Nectar SuperNode host org-a-sn1
-(SuperNodes sn1 and sn2) and the JupyterHub host a researcher runs `flwr` from, each at its own address from
+(SuperNodes sn1 and sn2) and the JupyterHub host researchers run `flwr` from, each at its own address from
 Pulumi.test.yaml, booted from its rendered user-data, bootstrapped by its rendered scripts, given its delivered
 payload, and its units started as systemd would start them. The SuperNodes are registered by the very command
 strings of the register-* resources.
@@ -10,7 +10,6 @@ Nothing is rewritten: paths, ports, names, users and flags are the ones the prog
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import subprocess
 import time
@@ -72,14 +71,12 @@ class FlowerLab:
             machine.deliver(payload_of(preview, machine.name), deliver)
             # The way out of the lab leads nowhere: a public address is routed (to the hub, which drops it).
             machine.run(["ip", "route", "add", "default", "via", str(self.cfg.hosts["hub"].ip)])
-        # The JupyterHub host needs its packages (grafana, docker) for a whole delivery; a researcher needs only the
-        # delivered names, CA and flwr connections.
-        hub = json.loads(payload_of(preview, "hub"))
-        self.hub.sh(f"printf '%s' {shlex.quote(hub['hosts'])} >> /etc/hosts")
-        for f in hub["files"]:
-            if f["path"] in (layout.CA_TRUST_PATH, layout.FLWR_RESEARCHER_CONFIG):
-                self.hub.write(f["path"], f["content"])
-        self.hub.run(["update-ca-certificates"])  # links the CA at layout.CA_PEM, as nina-deliver has it done
+        # The JupyterHub host: booted and given its whole delivery (the accounts its packages would make first). Its
+        # bootstrap needs Docker, npm and the hub's venv and is not run: tests/test_notebook_access.py makes what the
+        # notebook bootstrap would (the containers' bridge, the access directory).
+        self.hub.boot(preview.hosts["hub"].cloud_config, self.cfg.admin.ssh_user)
+        self.hub.package_accounts(groups=("grafana", "docker"))
+        self.hub.deliver(payload_of(preview, "hub"), deliver)
 
         # What Ubuntu runs from boot on and the lab does not: systemd-resolved's and D-Bus's sockets (stand-ins that
         # accept any user, as those do), there before any unit that hides them from itself starts.
@@ -111,11 +108,12 @@ class FlowerLab:
         return "\n".join(f"--- {m.name} {p.name}\n{p.read_text(errors='replace')[-3000:]}" for m in self.lab.machines.values() for p in m.logs.glob("*.log"))
 
     def researcher(self, app: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        """`flwr ARGS` on the JupyterHub host, with the researchers' delivered connections (as a notebook has them)."""
+        """`flwr ARGS` on the JupyterHub host itself, with the connections of every federation (the stack's output
+        flwr_config_toml, an admin's); tests/test_notebook_access.py runs researchers in containers."""
         home = self.tmp / "researcher"
         if not home.exists():
             home.mkdir()
-            (home / "config.toml").write_text(self.hub.read(layout.FLWR_RESEARCHER_CONFIG))
+            (home / "config.toml").write_text(self.preview.data["outputs"]["flwr_config_toml"])
         env = {"PATH": f"{FLWR_VENV / 'bin'}:/usr/bin:/bin", "HOME": str(home), "FLWR_HOME": str(home), "LANG": "C.UTF-8",
                "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
         argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), str(FLWR_VENV / "bin" / "flwr"), *args]

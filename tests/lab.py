@@ -14,7 +14,8 @@ test runs, in order, what runs on the real host:
 4. `start()`: a systemd unit, emulated: its User=, Group=, SupplementaryGroups=, AmbientCapabilities=,
    CapabilityBoundingSet=, NoNewPrivileges=, Environment=, EnvironmentFile=, RuntimeDirectory= and the directories it
    declares, Requires= and InaccessiblePaths= (a mount namespace of the unit's own), with setpriv(1) and env(1)
-   around its ExecStartPre= and ExecStart= lines. Other sandboxing (ProtectSystem=, PrivateTmp=, ProtectProc=, ...)
+   around its ExecStartPre=, ExecStart= and (oneshot) ExecStartPost= lines; `reload()` runs its ExecReload= lines.
+   Other sandboxing (ProtectSystem=, PrivateTmp=, ProtectProc=, ...)
    is not emulated: what a test proves holds without it.
 
 Needs root (namespaces, overlays, setpriv), like the VPN tunnel test. Every process started in a machine is killed
@@ -288,7 +289,11 @@ class Machine(Namespace):
                 if raw.strip() and not raw.lstrip().startswith("#"):
                     key, _, value = raw.partition("=")
                     env[key.strip()] = " ".join(shlex.split(value))
-        execs = [self._expand(line, env) for line in [*_values(parser, "Service", "ExecStartPre"), *_values(parser, "Service", "ExecStart")]]
+        kind = _last(svc, "Type") or "simple"
+        post = _values(parser, "Service", "ExecStartPost")
+        # ExecStartPost= of a long-running service would run beside it: not emulated (no unit of ours has one).
+        assert not post or kind == "oneshot", f"{name}: ExecStartPost= of a {kind} service is not emulated"
+        execs = [self._expand(line, env) for line in [*_values(parser, "Service", "ExecStartPre"), *_values(parser, "Service", "ExecStart"), *post]]
         hidden = " ".join(_values(parser, "Service", "InaccessiblePaths")).split()
         if hidden:
             # systemd puts an inaccessible node over each path in the unit's own mount namespace ("-": if it exists).
@@ -299,7 +304,7 @@ class Machine(Namespace):
                 for p in hidden
             )
             prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{cover}; exec "$@"', "sh", *prefix]
-        return prefix, env, execs, _last(svc, "Type") or "simple"
+        return prefix, env, execs, kind
 
     @staticmethod
     def _expand(line: str, env: Mapping[str, str]) -> list[str]:
@@ -330,6 +335,16 @@ class Machine(Namespace):
             self.processes_started.append(started)
         self.active.add(name)
         return started
+
+    def reload(self, name: str) -> None:
+        """`systemctl reload` of a started unit: its ExecReload= lines in order, each as the unit's user (must succeed)."""
+        assert name in self.active, f"{name} is not started"
+        parser, _ = self.unit(name)
+        prefix, env, _, _ = self.command(name)
+        for line in _values(parser, "Service", "ExecReload"):
+            argv = self._expand(line, env)
+            done = _run(self.enter([*prefix, "env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]), timeout=120)
+            assert done.returncode == 0, f"{self.name}: reload {name}: {shlex.join(argv)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
 
     def background(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         """A process of the test's own (a listener, say) in this machine, as root; killed at close()."""

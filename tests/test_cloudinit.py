@@ -28,7 +28,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import COMMAND, DATA, HostRender, Preview
+from conftest import COMMAND, DATA, STACKS, HostRender, Preview, delivered
 
 from cloudinit import render
 from nina.catalog import databases, versions
@@ -312,6 +312,29 @@ def test_every_shell_script_passes_shellcheck(preview: Preview) -> None:
         assert shellcheck({f["path"]: f["content"] for f in scripts}) == "", host.name
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_delivered_script_and_unit_passes_shellcheck_and_systemd_analyze_verify(materialized: dict[str, Preview], stack: str) -> None:
+    """What hosts receive after boot (backup tooling, the realm's units, the notebook image's builder, SuperNode
+    confs...) is judged like user-data: scripts by shellcheck, units by systemd-analyze verify on the host as it will
+    be (user-data and delivery together)."""
+    preview = materialized[stack]
+    scripts_seen = units_seen = 0
+    for host, rendered in hosts(preview):
+        files = delivered(preview, host.name)
+        scripts = {path: f["content"] for path, f in files.items() if shell_of(path, f["content"])}
+        if scripts:
+            assert shellcheck(scripts) == "", host.name
+        target = target_of(host, rendered)
+        target.units = {m.group(1): f["content"] for path, f in files.items() if (m := UNIT_FILE.match(path))}
+        target.drop_ins = {}
+        target.written |= set(files)
+        if target.units:
+            assert verify_units(target) == [], host.name
+        scripts_seen += len(scripts)
+        units_seen += len(target.units)
+    assert scripts_seen and units_seen
+
+
 def test_every_remote_command_passes_shellcheck(preview: Preview) -> None:
     """What pulumi-command runs over SSH (deliveries, registrations, the realm) is shell too (bash on Ubuntu)."""
     scripts = {
@@ -434,10 +457,14 @@ def verify_units(target: Target) -> list[str]:
         return findings
 
 
-def test_every_unit_passes_systemd_analyze_verify(preview: Preview) -> None:
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_unit_passes_systemd_analyze_verify(materialized: dict[str, Preview], stack: str) -> None:
+    """User-data's units, on the host as it will be: what the delivery installs (nina-jupyter-access, say) counts."""
+    preview = materialized[stack]
     checked = 0
     for host, rendered in hosts(preview):
         target = target_of(host, rendered)
+        target.written |= set(delivered(preview, host.name))
         checked += len(target.units) + len(target.drop_ins)
         assert verify_units(target) == [], host.name
     assert checked, "no unit file found in any host's user-data"

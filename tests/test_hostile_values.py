@@ -25,7 +25,8 @@ from conftest import encode, raw_config, run_nina
 from nina import bundle
 from nina.bundle import SiteContext, organisation_supernodes
 from nina.config import ConfigError, StackConfig, parse
-from nina.plan import flower, openvpn, quoting, realm
+from nina.catalog import layout
+from nina.plan import flower, notebook, openvpn, quoting, realm
 
 CANARY = "/tmp/nina-hostile-canary"
 HOSTILE = {  # each with "zq", which nothing rendered contains, so where a value lands can be searched for
@@ -150,6 +151,7 @@ def rendered(cfg: StackConfig) -> dict[str, str]:
             files[f"register-{fed.name}-{sn.name}.sh"] = flower.register_command(sn.public_key or "ecdsa-sha2-nistp384 AAAA")
     files["flwr-config.toml"] = flower.config_toml(cfg)
     files["realm-nina.json"] = realm.desired_json(cfg)  # the Realm component's stdin
+    files[f"hub:{layout.NOTEBOOK_FEDERATIONS}"] = notebook.federations_json(cfg)
     for org in cfg.organisations.values():
         if org.hosting == "on_premises" and organisation_supernodes(cfg, org.name):
             site = SiteContext(cfg, org, organisation_supernodes(cfg, org.name), "-----BEGIN CERTIFICATE-----\n", {})

@@ -11,6 +11,7 @@ shellcheck.
 from __future__ import annotations
 
 import ast
+import hashlib
 import ipaddress
 import json
 import os
@@ -24,16 +25,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import netprobe
 import pytest
 
 import cloudinit
-from nina.catalog import layout
+from nina.catalog import layout, versions
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import ROLES, SYSTEM_GROUP, server_tls
-from nina.plan import names
+from nina.plan import names, notebook
 from tests.conftest import BOOTSTRAP, ROOT, Preview, env_path, env_var_names, realm_of, role_files
 
 CONFIG = layout.JUPYTERHUB_CONFIG
+DOCKERFILE = f"{layout.NOTEBOOK_IMAGE_DIR}/Dockerfile"
 GUARD = layout.NOTEBOOK_GUARD_RULES
 DAEMON = "/etc/docker/daemon.json"
 UNIT = "/etc/systemd/system/jupyterhub.service"
@@ -91,7 +94,7 @@ def test_config_is_python_that_only_imports_the_standard_library(preview: Previe
     tree = ast.parse(notebook_files(preview)[CONFIG])
     imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"os", "shutil", "sys"}, "classes are named by entry point, so the config loads without the packages"
+    assert imported <= {"asyncio", "hashlib", "json", "os", "sys"}, "classes are named by entry point, so the config loads without the packages"
 
 
 def test_hub_listens_with_the_delivered_certificate(preview: Preview) -> None:
@@ -117,6 +120,8 @@ def test_login_through_keycloak(preview: Preview) -> None:
     # The port table lets the notebook host reach Keycloak directly: the backchannel is allowed.
     assert "notebook" in PORT["keycloak"].sources
     assert oauth.manage_groups is True and oauth.enable_auth_state is True
+    # Groups (federations) are asked of Keycloak again before every spawn: README "People and federations".
+    assert oauth.refresh_pre_spawn is True
     assert "client_secret" not in oauth, "the secret comes from $OAUTH_CLIENT_SECRET"
     assert "OAUTH_CLIENT_SECRET" in env_var_names("notebook")
 
@@ -143,8 +148,14 @@ def test_spawner(preview: Preview) -> None:
     docker = c.DockerSpawner
     bridge, subnet, gateway = bootstrap_network(preview)
     assert c.JupyterHub.spawner_class == "docker"
-    assert re.fullmatch(r"quay\.io/jupyter/[a-z-]+-notebook:\d{4}-\d{2}-\d{2}", docker.image), "a dated tag, never latest"
-    assert f"docker pull -q {docker.image} " in notebook_files(preview)[BOOTSTRAP]
+    # The image: built on the host from the delivered Dockerfile (the pinned Jupyter image plus flwr at the pin), chosen
+    # at each spawn by its digest, never pulled.
+    assert "image" not in docker and docker.pull_policy == "never"
+    dockerfile = notebook_files(preview)[DOCKERFILE]
+    (base,) = re.findall(r"^FROM (\S+)$", dockerfile, re.M)
+    assert re.fullmatch(r"quay\.io/jupyter/[a-z-]+-notebook:\d{4}-\d{2}-\d{2}", base), "a dated tag, never latest"
+    assert re.findall(r"^RUN (.*)$", dockerfile, re.M) == [f'pip install --no-cache-dir "flwr=={versions.FLWR}"']
+    assert f"docker pull -q {base} " in notebook_files(preview)[BOOTSTRAP]
     assert docker.network_name == bridge and docker.use_internal_ip is True and docker.remove is True
     volumes = docker.volumes
     assert volumes[layout.CA_PEM] == {"bind": layout.CA_PEM, "mode": "ro"}
@@ -159,72 +170,23 @@ def test_spawner(preview: Preview) -> None:
     assert (limits.memory, limits.cpus, limits.pids) == {"uat": ("8G", 4.0, 2048), "test": ("4G", 2.0, 1024)}[preview.stack]
 
 
-def test_hooks(preview: Preview, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The spawn hooks, called: a per-user directory on the state volume, internal names from /etc/hosts."""
+def test_hooks(preview: Preview) -> None:
+    """Internal names from /etc/hosts at each spawn, no capabilities (the spawn and stop hooks that set the image,
+    the address and the federations: tests/test_notebook_access.py)."""
     cfg = preview.cfg
     c, namespace = load_config(preview)
-    namespace["STATE"] = str(tmp_path)
-    delivered = tmp_path / "flwr-config.toml"
-    namespace["FLWR_CONFIG"] = str(delivered)
-    chowned: list[tuple[str, int, int]] = []
-    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: chowned.append((os.readlink(f"/proc/self/fd/{fd}"), uid, gid)))
-    (tmp_path / "users").mkdir()  # the bootstrap makes it
-    spawner = SimpleNamespace(escaped_name="alice-40example-2eorg")
-    c.DockerSpawner.pre_spawn_hook(spawner)
-    work = tmp_path / "users" / "alice-40example-2eorg"
-    assert work.is_dir() and (work.stat().st_mode & 0o7777) == 0o2770
-    flwr_home = work / ".flwr"
-    # docker-stacks images run as jovyan, group users (100)
-    assert chowned == [(str(work), -1, 100), (str(flwr_home), -1, 100)]
-    assert not (flwr_home / "config.toml").exists()  # nothing delivered yet: nothing invented
-
-    # Once the delivery has written the federations' connections, each spawn refreshes the researcher's copy.
-    delivered.write_text(preview.data["outputs"]["flwr_config_toml"])
-    (flwr_home / "config.toml").write_text("stale\n")
-    c.DockerSpawner.pre_spawn_hook(spawner)
-    assert (flwr_home / "config.toml").read_text() == delivered.read_text()
-    assert ((flwr_home / "config.toml").stat().st_mode & 0o777) == 0o664
     assert c.DockerSpawner.environment["FLWR_HOME"] == "/home/jovyan/work/.flwr"
     assert c.DockerSpawner.notebook_dir == "/home/jovyan/work"  # FLWR_HOME sits in the persistent work directory
-
+    assert c.DockerSpawner.pre_spawn_hook is namespace["prepare"] and c.DockerSpawner.post_stop_hook is namespace["forget"]
     hosts = "127.0.0.1 localhost\n# BEGIN nina-fl (managed by pulumi, do not edit)\n" + names.hosts_block(cfg) + "# END nina-fl\n"
     namespace["open"] = lambda path, *a, **k: __import__("io").StringIO(hosts) if path == "/etc/hosts" else open(path, *a, **k)
-    extra = c.DockerSpawner.extra_host_config(spawner)
+    extra = c.DockerSpawner.extra_host_config(SimpleNamespace(escaped_name="alice"))
     for fed in cfg.federations.values():
         alias = names.fqdn(cfg, names.superlink_alias(fed))
         assert extra["extra_hosts"][alias] == str(cfg.hosts[fed.superlink_host].ip)
     assert "localhost" not in extra["extra_hosts"]
     assert extra["cap_drop"] == ["ALL"] and extra["security_opt"] == ["no-new-privileges"]
     assert extra["pids_limit"] == cfg.notebook.pids
-
-
-def test_a_researchers_symlinks_never_redirect_the_hubs_writes(preview: Preview, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A researcher controls their work directory from inside the container: a symlink planted as .flwr/config.toml
-    (to the hub's database) or as .flwr itself (to another researcher's directory) is replaced, never written through."""
-    c, namespace = load_config(preview)
-    namespace["STATE"] = str(tmp_path)
-    delivered = tmp_path / "flwr-config.toml"
-    delivered.write_text("[superlink]\n")
-    namespace["FLWR_CONFIG"] = str(delivered)
-    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: None)
-    users = tmp_path / "users"
-    mallory, alice = users / "mallory", users / "alice"
-    (alice / ".flwr").mkdir(parents=True)
-    (alice / ".flwr" / "config.toml").write_text("alice's\n")
-    (mallory / ".flwr").mkdir(parents=True)
-    database = tmp_path / "jupyterhub.sqlite"
-    database.write_text("the hub's\n")
-    database.chmod(0o600)
-    (mallory / ".flwr" / "config.toml").symlink_to(database)
-    c.DockerSpawner.pre_spawn_hook(SimpleNamespace(escaped_name="mallory"))
-    assert database.read_text() == "the hub's\n" and (database.stat().st_mode & 0o777) == 0o600
-    assert not (mallory / ".flwr" / "config.toml").is_symlink() and (mallory / ".flwr" / "config.toml").read_text() == "[superlink]\n"
-
-    shutil.rmtree(mallory / ".flwr")
-    (mallory / ".flwr").symlink_to(alice / ".flwr")
-    c.DockerSpawner.pre_spawn_hook(SimpleNamespace(escaped_name="mallory"))
-    assert (alice / ".flwr" / "config.toml").read_text() == "alice's\n"
-    assert (mallory / ".flwr").is_dir() and not (mallory / ".flwr").is_symlink()
 
 
 def test_idle_culler_has_only_the_scopes_it_needs(preview: Preview) -> None:
@@ -275,13 +237,52 @@ def test_every_setting_is_a_real_trait(preview: Preview, tmp_path: Path) -> None
     assert report["binds"][f"{STATE}/users/alice"] == {"bind": "/home/jovyan/work", "mode": "rw"}
 
 
+_FAKE_DOCKER = """#!/bin/sh
+echo "docker $*" >> "$LOG"
+case "$1 $2" in
+  "image inspect") grep -qxF "$3" "$IMAGES" ;;
+  "build --tag") echo "$3" >> "$IMAGES" ;;
+  "image ls") cat "$IMAGES" ;;
+  "image rm") grep -vxF "$3" "$IMAGES" > "$IMAGES.new"; mv "$IMAGES.new" "$IMAGES" ;;
+  *) exit 3 ;;
+esac
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare (a mount namespace for the Dockerfile's path)")
+def test_the_image_builder_builds_once_per_dockerfile_and_drops_old_builds(preview: Preview, tmp_path: Path) -> None:
+    """nina-notebook-image, run as its unit does, against a docker that keeps a list of images: the tag is the one
+    the hub asks for (the Dockerfile's digest), a second run builds nothing, older builds go."""
+    files = notebook_files(preview)
+    (tmp_path / "Dockerfile").write_text(files[DOCKERFILE])
+    (tmp_path / "docker").write_text(_FAKE_DOCKER)
+    (tmp_path / "docker").chmod(0o755)
+    (tmp_path / "images").write_text(f"{layout.NOTEBOOK_IMAGE_REPOSITORY}:0123456789ab\n")
+    (tmp_path / "builder").write_text(files[layout.NOTEBOOK_IMAGE_COMMAND])
+    tag = f"{layout.NOTEBOOK_IMAGE_REPOSITORY}:{hashlib.sha256(files[DOCKERFILE].encode()).hexdigest()[:12]}"
+    script = (f"mount -t tmpfs none /etc && mkdir -p {layout.NOTEBOOK_IMAGE_DIR} && cp {tmp_path}/Dockerfile {layout.NOTEBOOK_IMAGE_DIR}/ && "
+              f"PATH={tmp_path}:/usr/bin:/bin LOG={tmp_path}/log IMAGES={tmp_path}/images bash {tmp_path}/builder")
+
+    def build() -> str:
+        done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert build().splitlines() == [f"{tag} built", f"removed {layout.NOTEBOOK_IMAGE_REPOSITORY}:0123456789ab"]
+    assert f"docker build --tag {tag} {layout.NOTEBOOK_IMAGE_DIR}" in (tmp_path / "log").read_text()
+    assert build().splitlines() == [f"{tag} is built"]
+    assert (tmp_path / "images").read_text() == tag + "\n"
+
+
 # ---------------------------------------------------------------------------------------------- host settings
 
 
 def test_unit_reads_the_delivered_files_and_gets_the_socket(preview: Preview) -> None:
     unit = notebook_files(preview)[UNIT]
     tls = server_tls("notebook")
-    assert set(unit_values(unit, "ConditionPathExists")) == {tls.cert, tls.key, layout.CA_PEM, env_path("notebook"), CONFIG}
+    assert set(unit_values(unit, "ConditionPathExists")) == {tls.cert, tls.key, layout.CA_PEM, env_path("notebook"), CONFIG, layout.NOTEBOOK_FEDERATIONS}
+    # The only capability: setting which SuperLinks each container reaches (nina-jupyter-access), not the account's.
+    assert unit_values(unit, "AmbientCapabilities") == unit_values(unit, "CapabilityBoundingSet") == ["CAP_NET_ADMIN"]
     assert unit_values(unit, "EnvironmentFile") == [env_path("notebook")]
     assert unit_values(unit, "User") == ["jupyterhub"] and unit_values(unit, "Group") == [SYSTEM_GROUP]
     assert tls.owner == f"jupyterhub:{SYSTEM_GROUP}" and "jupyterhub.service" in tls.units
@@ -291,7 +292,11 @@ def test_unit_reads_the_delivered_files_and_gets_the_socket(preview: Preview) ->
     # No containers without their guard, which its own unit loads from the delivered rules.
     assert set(unit_values(unit, "Requires")[0].split()) == {"docker.service", layout.NOTEBOOK_GUARD_UNIT}
     guard = notebook_files(preview)[f"/etc/systemd/system/{layout.NOTEBOOK_GUARD_UNIT}"]
-    assert unit_values(guard, "ExecStart") == [f"/usr/sbin/nft -f {GUARD}"] and unit_values(guard, "ConditionPathExists") == [GUARD]
+    access = f"{layout.NOTEBOOK_ACCESS_COMMAND} --federations {layout.NOTEBOOK_FEDERATIONS} --access-dir {layout.NOTEBOOK_ACCESS_DIR} apply"
+    assert unit_values(guard, "ExecStart") == [f"/usr/sbin/nft -f {GUARD}"] and unit_values(guard, "ExecStartPost") == [access]
+    # A reload replaces the rules in one transaction (no moment without a guard) and puts the containers' pairs back.
+    assert unit_values(guard, "ExecReload") == [f"/usr/sbin/nft -f {GUARD}", access]
+    assert set(unit_values(guard, "ConditionPathExists")) == {GUARD, layout.NOTEBOOK_FEDERATIONS, layout.NOTEBOOK_ACCESS_COMMAND}
 
 
 def test_docker_daemon_logs_to_the_journal(preview: Preview) -> None:
@@ -362,25 +367,7 @@ def netns_pair() -> Iterator[tuple[str, str]]:
             subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-_LISTEN = """
-import socket, sys, threading, time
-for port in map(int, sys.argv[2:]):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((sys.argv[1], port)); s.listen()
-    threading.Thread(target=lambda s=s: [s.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
-print("ready", flush=True)
-time.sleep(60)
-"""
 
-_CONNECT = """
-import json, socket, sys
-result = {}
-for port in map(int, sys.argv[2:]):
-    try:
-        socket.create_connection((sys.argv[1], port), timeout=2).close(); result[port] = "open"
-    except OSError as exc:
-        result[port] = type(exc).__name__
-print(json.dumps(result))
-"""
 
 
 @pytest.mark.skipif(not _root_with("nft", "ip"), reason="needs root, nftables and iproute2 (ip netns)")
@@ -404,63 +391,44 @@ def test_guard_lets_containers_reach_only_the_hub_api(preview: Preview, netns_pa
     guard = notebook_files(preview)[GUARD]
     subprocess.run(["ip", "netns", "exec", host, "nft", "-f", "-"], input=guard, text=True, check=True, timeout=30)
     listener = subprocess.Popen(
-        ["ip", "netns", "exec", host, sys.executable, "-c", _LISTEN, str(gateway), str(hub_port), "9000", "22"],
+        ["ip", "netns", "exec", host, sys.executable, "-c", netprobe.LISTEN, str(hub_port), "9000", "22"],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
         probe = subprocess.run(
-            ["ip", "netns", "exec", container, sys.executable, "-c", _CONNECT, str(gateway), str(hub_port), "9000", "22"],
+            ["ip", "netns", "exec", container, sys.executable, "-c", netprobe.CONNECT, *(f"{gateway}:{p}" for p in (hub_port, 9000, 22))],
             capture_output=True,
             text=True,
             timeout=60,
             check=True,
         )
         reached = json.loads(probe.stdout)
-        assert reached == {str(hub_port): "open", "9000": "TimeoutError", "22": "TimeoutError"}
+        assert reached == {f"{gateway}:{hub_port}": "open", f"{gateway}:9000": "TimeoutError", f"{gateway}:22": "TimeoutError"}
         # Without the guard both would answer: the probe can tell the difference.
         subprocess.run(["ip", "netns", "exec", host, "nft", "delete", "table", "inet", "nina_jupyter_guard"], check=True)
         again = subprocess.run(
-            ["ip", "netns", "exec", container, sys.executable, "-c", _CONNECT, str(gateway), "9000"],
+            ["ip", "netns", "exec", container, sys.executable, "-c", netprobe.CONNECT, f"{gateway}:9000"],
             capture_output=True,
             text=True,
             timeout=60,
             check=True,
         )
-        assert json.loads(again.stdout) == {"9000": "open"}
+        assert json.loads(again.stdout) == {f"{gateway}:9000": "open"}
     finally:
         listener.kill()
         listener.wait(timeout=10)
 
 
-_WORLD_LISTEN = """
-import socket, sys, threading, time
-for port in map(int, sys.argv[1:]):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", port)); s.listen()
-    threading.Thread(target=lambda s=s: [s.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
-print("ready", flush=True)
-time.sleep(120)
-"""
 
-_CONNECT_TO = """
-import json, socket, sys
-result = {}
-for target in sys.argv[1:]:
-    host, port = target.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close(); result[target] = "open"
-    except OSError as exc:
-        result[target] = type(exc).__name__
-print(json.dumps(result))
-"""
 
 
 @pytest.mark.skipif(not _root_with("nft", "ip", "unshare", "nsenter"), reason="needs root, nftables, iproute2 and util-linux")
 def test_containers_reach_superlinks_resolvers_and_the_web_only(previews: dict[str, Preview], tmp_path: Path) -> None:
     """Forwarded traffic, for real: a container namespace on the rendered bridge, the JupyterHub host's namespace
     with the rendered guard loaded and forwarding on, and a "world" namespace answering on every address a researcher
-    might try: the SuperLink's proxy (allowed), a resolver and a public web server (allowed), and the private
+    might try: the SuperLink's proxy (allowed once the container's pair is in the access set), a resolver and a public web server (allowed), and the private
     services (Postgres, Keycloak's admin port, SSH, instance metadata) the guard must refuse."""
     from lab import Namespace
 
@@ -482,7 +450,7 @@ def test_containers_reach_superlinks_resolvers_and_the_web_only(previews: dict[s
         container.sh(f"ip addr add {container_ip}/{subnet.prefixlen} dev eth0 && ip link set eth0 up && ip route add default via {gateway}")
         addresses = ["10.40.0.1/16", f"{superlink_ip}/32", f"{postgres}/32", "169.254.169.254/32", f"{resolver}/32", f"{public}/32"]
         world.sh(" && ".join(f"ip addr add {a} dev eth0" for a in addresses) + f" && ip link set eth0 up && ip route add {subnet} via {hub_ip}")
-        listener = subprocess.Popen(world.enter([sys.executable, "-c", _WORLD_LISTEN, "9092", "5432", "8443", "22", "80", "53", "443"]), stdout=subprocess.PIPE, text=True)
+        listener = subprocess.Popen(world.enter([sys.executable, "-c", netprobe.LISTEN, "9092", "5432", "8443", "22", "80", "53", "443"]), stdout=subprocess.PIPE, text=True)
         assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
         targets = {
             f"{superlink_ip}:9092": "open",  # the federation's SuperLink proxy
@@ -497,10 +465,13 @@ def test_containers_reach_superlinks_resolvers_and_the_web_only(previews: dict[s
         }
 
         def probe(*wanted: str) -> dict[str, str]:
-            done = container.run([sys.executable, "-c", _CONNECT_TO, *wanted], timeout=120)
+            done = container.run([sys.executable, "-c", netprobe.CONNECT, *wanted], timeout=120)
             return dict(json.loads(done.stdout))
 
         host.run(["nft", "-f", "-"], input=notebook_files(preview)[GUARD])
+        # No SuperLink until the container's pair is in the access set (nina-jupyter-access: tests/test_notebook_access.py).
+        assert probe(*targets) == {**targets, f"{superlink_ip}:9092": "ConnectionRefusedError"}
+        host.run(["nft", "add", "element", *layout.NOTEBOOK_GUARD.split(), layout.NOTEBOOK_ACCESS_SET, f"{{ {container_ip} . {superlink_ip} }}"])
         assert probe(*targets) == targets
         # Without the guard the same private service answers: the guard, not the lab, refuses.
         host.run(["nft", "delete", "table", "inet", "nina_jupyter_guard"])
@@ -514,8 +485,8 @@ def test_containers_reach_superlinks_resolvers_and_the_web_only(previews: dict[s
 
 
 def test_a_new_federation_or_limit_changes_deliveries_not_the_hubs_user_data() -> None:
-    """The containers' guard names the SuperLinks and the config the limits: both change in operation, so both are
-    delivered (a restart), and the JupyterHub host's user-data (a change to it replaces the VM) stays the same."""
+    """The federations file names the SuperLinks and the config the limits: both change in operation, so both are
+    delivered (a reload, a restart), and the JupyterHub host's user-data (a change to it replaces the VM) stays the same."""
     from conftest import encode, problems, raw_config
 
     from nina.config import parse
@@ -531,5 +502,7 @@ def test_a_new_federation_or_limit_changes_deliveries_not_the_hubs_user_data() -
     assert cloudinit.user_data(before, hub) == cloudinit.user_data(after, after.hosts[hub.name])
     old = {f.path: f.content for f in cloudinit.delivered_files(before, hub, "notebook")}
     new = {f.path: f.content for f in cloudinit.delivered_files(after, after.hosts[hub.name], "notebook")}
-    assert "10.40.1.21" in new[GUARD] and "10.40.1.21" not in old[GUARD]
+    # The guard names no SuperLink (who reaches which is its set's, per container): the federations file does.
+    assert new[GUARD] == old[GUARD]
+    assert "10.40.1.21" in notebook.federations_json(after) and "10.40.1.21" not in notebook.federations_json(before)
     assert 'mem_limit = "16G"' in new[CONFIG] and 'mem_limit = "16G"' not in old[CONFIG]

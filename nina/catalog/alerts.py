@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from nina.catalog import layout
 from nina.catalog.pki import EXPIRY_WARNING_DAYS
 from nina.catalog.roles import BASE_UNITS, ROLES
 
@@ -26,6 +27,8 @@ SEVERITIES = ("low", "medium", "high")  # the manual's words (§5.3.3), lowest f
 # Mount points the disk alerts watch (§5.3.3 "each priority mount point"): the root disk and the state volume.
 PRIORITY_MOUNTS = ("/", "/var/lib/nina")
 NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
+# Oneshot jobs of the platform whose failure leaves the stack's description unapplied.
+PLATFORM_JOBS = (layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT)
 # promtool evaluates every sample at EVAL, after POINTS one-minute points from time 0: long enough for the longest
 # `for` (1h) plus the 30m windows; every extra hour costs seconds per case.
 POINTS = 120
@@ -164,7 +167,23 @@ def _host_rules() -> list[Rule]:
                 {_s("node_systemd_unit_state", _node("iam") + ',name="nina-backup@keycloakdb_server.service",state="failed",type="oneshot"'): _const(0)},
             ),
         ),
+        # The platform's own jobs: the realm applied in place (people, groups), the researchers' notebook image built.
+        Rule(
+            "PlatformJobFailed",
+            f'node_systemd_unit_state{{name=~"{"|".join(_regex(u) for u in PLATFORM_JOBS)}",state="failed"}} == 1', "15m", "medium",
+            "{{ $labels.host }}: {{ $labels.name }} failed: the stack's realm or notebook image is not what it describes (journalctl -u {{ $labels.name }})",
+            "§5.3.4",
+            Sample(
+                {_s("node_systemd_unit_state", _node("iam") + f',name="{layout.REALM_UNIT}",state="failed",type="oneshot"'): _const(1)},
+                {_s("node_systemd_unit_state", _node("iam") + f',name="{layout.REALM_UNIT}",state="failed",type="oneshot"'): _const(0)},
+            ),
+        ),
     ]
+
+
+def _regex(unit: str) -> str:
+    """A unit name as an exact PromQL regex, inside a PromQL string ("." escaped for the regex, then the string)."""
+    return unit.replace(".", "\\\\.")
 
 
 def _camel(unit: str) -> str:

@@ -48,7 +48,26 @@ REALM_UNIT = "nina-realm.service"
 REALM_TIMER = "nina-realm.timer"  # re-applies the realm hourly against drift
 KEYCLOAK_SMTP_PASSWORD = "/etc/nina/secrets/keycloak-smtp-password"  # with nina:smtp.username
 
+# ------------------------------------------------------------------------------------------------- JupyterHub
 JUPYTERHUB_CONFIG = "/etc/jupyterhub/config/jupyterhub_config.py"  # delivered: the per-container limits change in operation
+JUPYTERHUB_STATE = f"{STATE_DIR}/jupyterhub"  # the hub's database, cookie secret, researchers' work directories
+# The containers' Docker network (made by the bootstrap; bridge.enable_icc=false: no traffic between containers).
+NOTEBOOK_BRIDGE = "nina-jupyter"
+NOTEBOOK_SUBNET = "172.31.255.0/24"
+NOTEBOOK_GATEWAY = "172.31.255.1"  # the hub API listens here, the containers' only way to this host
+# Who reaches which federation (README "People and federations"): at each spawn the hub gives the container an
+# address of its own and runs NOTEBOOK_ACCESS_COMMAND, which records (address, federations) in NOTEBOOK_ACCESS_DIR
+# and fills the container guard's set NOTEBOOK_ACCESS_SET with (address . SuperLink) pairs; at stop, removes them.
+NOTEBOOK_FEDERATIONS = "/etc/jupyterhub/federations.json"  # delivered (nina/plan/notebook.py): groups, SuperLinks, flwr connections
+NOTEBOOK_ACCESS_COMMAND = "/usr/local/sbin/nina-jupyter-access"
+NOTEBOOK_ACCESS_DIR = f"{JUPYTERHUB_STATE}/access"
+NOTEBOOK_ACCESS_SET = "access"
+# The researchers' image: the pinned Jupyter image plus flwr at the platform's pin, built on the hub from the
+# delivered Dockerfile and tagged with its digest (nina-notebook:<12 hex>), so a new pin is a delivery, not a VM.
+NOTEBOOK_IMAGE_DIR = "/etc/jupyterhub/image"
+NOTEBOOK_IMAGE_REPOSITORY = "nina-notebook"
+NOTEBOOK_IMAGE_COMMAND = "/usr/local/sbin/nina-notebook-image"
+NOTEBOOK_IMAGE_UNIT = "nina-notebook-image.service"
 
 # ------------------------------------------------------------------------------------------------------- Flower
 # Researchers' code (ServerApps beside the SuperLink, ClientApps beside each SuperNode) runs as APP_USER. Its
@@ -73,8 +92,6 @@ APPS_GUARD_UNIT = "nina-apps-guard.service"
 IMAGE_IDS = {"fl_system": 10000, "supernode": 10001, SUPEREXEC_USER: 10002, APP_USER: 10003}
 SUPEREXEC_DIR = "/etc/flwr/superexec"  # root:superexec 0750: the SuperExec secrets, read by the SuperExec and its peer
 SUPERLINK_SUPEREXEC_SECRET = f"{SUPEREXEC_DIR}/superlink.secret"
-# The flwr connections researchers use (nina/plan/flower.config_toml), on the JupyterHub host.
-FLWR_RESEARCHER_CONFIG = "/etc/jupyterhub/flwr-config.toml"
 SUPERLINK_UNITS = ("superlink.service",)
 SUPEREXEC_UNIT = "superlink-superexec.service"  # the SuperExec beside the SuperLink: it starts the ServerApps
 SUPERLINK_PROXY_UNIT = "superlink-proxy.service"  # nginx enforcing which networks reach which SuperLink API path

@@ -189,7 +189,7 @@ ROLES: dict[str, Role] = {
             singleton=True,
             alias="keycloak",
             tls=ServerTls("/opt/keycloak/conf/certs/server.pem", "/opt/keycloak/conf/certs/serverkey.pem", "keycloak:fl_system", ("keycloak.service",)),
-            # Keycloak reads KC_* itself; the realm import file refers to the NINA_* ones as ${NINA_...} placeholders.
+            # Keycloak reads KC_* itself; nina-realm reads the admin's and sets the clients' NINA_*_CLIENT_SECRET.
             env=ServiceEnv(
                 "keycloak",
                 "keycloak.service",

@@ -172,16 +172,25 @@ def connections(cfg: StackConfig) -> dict[str, dict[str, object]]:
     return out
 
 
-def config_toml(cfg: StackConfig) -> str:
-    usable = [f for f in cfg.federations.values() if not f.archived]
-    lines = ["[superlink]"]
-    if usable:
-        lines.append(f"default = {quoting.toml(usable[0].name)}")
-    for name, entry in connections(cfg).items():
-        lines += ["", f"[superlink.{name}]"]  # federation names are bare TOML keys ([a-z0-9-])
-        for key, value in entry.items():
-            if isinstance(value, dict):
-                lines += [f"{key}.{k} = {v}" for k, v in value.items()]
-            else:
-                lines.append(f"{key} = {quoting.toml(value)}")
+def connection_toml(cfg: StackConfig, fed: Federation) -> str:
+    """One federation's `[superlink.<fed>]` table of ~/.flwr/config.toml."""
+    lines = [f"[superlink.{fed.name}]"]  # federation names are bare TOML keys ([a-z0-9-])
+    for key, value in connections(cfg)[fed.name].items():
+        if isinstance(value, dict):
+            lines += [f"{key}.{k} = {v}" for k, v in value.items()]
+        else:
+            lines.append(f"{key} = {quoting.toml(value)}")
     return "\n".join(lines) + "\n"
+
+
+def default_toml(fed: Federation | None) -> str:
+    """The `[superlink]` table: which federation `flwr` uses when none is named (none: a researcher of none)."""
+    return "[superlink]\n" + (f"default = {quoting.toml(fed.name)}\n" if fed else "")
+
+
+def config_toml(cfg: StackConfig, federations: list[Federation] | None = None) -> str:
+    """~/.flwr/config.toml for `federations` (default: every federation of the stack); the first that is not archived
+    is the default."""
+    chosen = list(cfg.federations.values()) if federations is None else federations
+    usable = [f for f in chosen if not f.archived]
+    return "\n".join([default_toml(usable[0] if usable else None), *(connection_toml(cfg, f) for f in chosen)])
