@@ -2,7 +2,7 @@
 Flower lab, tests/flower_lab.py): the SuperLink and its proxy, the SuperExec that runs ServerApps as their own user,
 two SuperNodes on their Nectar host with their SuperExecs, each started as systemd would start its unit; SuperNodes
 registered by the very command strings of the register-* resources; a NumPy FedAvg app run to completion from the
-JupyterHub host with the researchers' delivered connections; a SuperNode whose key nobody registered refused, and
+JupyterHub host with the stack's flwr_config_toml output (every federation's connections, an admin's); a SuperNode whose key nobody registered refused, and
 the delete command of a registration unregistering exactly that key.
 """
 
