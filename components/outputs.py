@@ -19,7 +19,7 @@ from components.host import Vm
 from components.pki import Pki
 from components.secrets import Secrets
 from nina.config import StackConfig
-from nina.plan import flower, names, openvpn, public
+from nina.plan import flower, names, openvpn, public, realm
 
 
 def serial_of(cert_pem: str) -> str:
@@ -91,6 +91,9 @@ def stack_outputs(
         # Researchers' ~/.flwr/config.toml: one connection per federation (README: Federations).
         "flwr_connections": flower.connections(cfg),
         "flwr_config_toml": flower.config_toml(cfg),
+        # Who is in which Keycloak group (nina:people; README: People and federations): federation-<fed> is who
+        # reaches that federation besides nina-admins.
+        "keycloak_groups": realm.members(cfg),
         "keycloak_admin_password": secrets["keycloak-admin"],
         "grafana_admin_password": secrets["grafana-admin"],
     }

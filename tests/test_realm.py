@@ -137,20 +137,30 @@ def test_the_description_names_groups_people_and_no_secret() -> None:
 
 
 def test_people_change_only_the_realm_command(project_copy: Any) -> None:
-    """`nina preview --stack uat` shows people and federation groups in the realm command's stdin; removing a person or
+    """`nina preview --stack uat` shows people and federation groups (output keycloak_groups, the realm command's stdin); removing a person or
     moving one between federations changes that command alone: no VM, no delivery, no other resource."""
     config = yaml.safe_load((ROOT / "Pulumi.uat.yaml").read_text())["config"]
+
+    groups: list[dict[str, list[str]]] = []
 
     def preview(people: dict[str, Any]) -> dict[tuple[str, str], Any]:
         project = project_copy("uat", {**config, "nina:people": people})
         done = run_nina("preview", "--stack", "uat", "--json", "--cwd", str(project))
         assert done.returncode == 0, done.stderr
+        groups.append(json.loads(done.stdout)["outputs"]["keycloak_groups"])
         return {(r["type"], r["name"]): r.get("inputs") for r in json.loads(done.stdout)["resources"]}
 
     people = config["nina:people"]
     leaving = next(name for name, p in people.items() if p.get("role", "researcher") == "researcher")
     before = preview(people)
     after = preview({name: p for name, p in people.items() if name != leaving})
+    # The output a reviewer reads: every federation's group and who is in it, before and after.
+    (fed,) = [f"federation-{name}" for name in config["nina:federations"]]
+    assert leaving in groups[0][fed] and leaving in groups[0]["nina-researchers"]
+    assert leaving not in groups[1][fed] and leaving not in groups[1]["nina-researchers"]
+    assert groups[0]["nina-admins"] == groups[1]["nina-admins"] == sorted(
+        name for name, p in people.items() if p.get("role") == "admin"
+    )
     assert before.keys() == after.keys()
     assert [key[1] for key in before if before[key] != after[key]] == ["realm-nina"]
     shown = {u["username"]: u["groups"] for u in json.loads(before[("command:remote:Command", "realm-nina")]["stdin"])["users"]}

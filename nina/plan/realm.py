@@ -47,6 +47,16 @@ def groups_of(person: Person) -> list[str]:
     return [ADMINS if person.admin else RESEARCHERS] + [federation_group(f) for f in person.federations]
 
 
+def members(cfg: StackConfig) -> dict[str, list[str]]:
+    """Each group of the realm and its people (stack output keycloak_groups: who reaches which federation)."""
+    groups: dict[str, list[str]] = {name: [] for name in GROUP_ROLES}
+    groups.update({federation_group(f): [] for f in cfg.federations})
+    for person in cfg.people.values():
+        for group in groups_of(person):
+            groups[group].append(person.username)
+    return {name: sorted(people) for name, people in groups.items()}
+
+
 def _split(name: str) -> tuple[str, str]:
     first, _, last = name.partition(" ")
     return first, last
