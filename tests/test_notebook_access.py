@@ -231,7 +231,6 @@ def hub(previews: dict[str, Preview], program: Program, tmp_path: Path, monkeypa
     dockerfile.write_text(notebook_files(previews["test"])[f"{layout.NOTEBOOK_IMAGE_DIR}/Dockerfile"])
     namespace.update(STATE=str(tmp_path / "state"), DOCKERFILE=str(dockerfile))
     namespace["ACCESS"] = [sys.executable, str(PROGRAM), "--federations", str(program.federations), "--access-dir", str(program.dir), "--nft", str(program.nft)]
-    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: None)
     import hashlib
 
     image = f"{layout.NOTEBOOK_IMAGE_REPOSITORY}:{hashlib.sha256(dockerfile.read_bytes()).hexdigest()[:12]}"
@@ -340,7 +339,7 @@ class Hub:
         self.cfg = two_federations()
         hub.write(layout.NOTEBOOK_FEDERATIONS, notebook.federations_json(self.cfg))
         self.other = lab.lab.machine("superlink2", OTHER_SUPERLINK)
-        self.other.background("superlink2-stand-in", ["/usr/bin/python3", "-c", netprobe.LISTEN, "9092"])
+        self.other.background("superlink2-stand-in", ["/usr/bin/python3", "-c", netprobe.ECHO, "9092"])
         hub.start(layout.NOTEBOOK_GUARD_UNIT)
         # The hub's delivered config; the hooks run here, nina-jupyter-access in the hub as jupyterhub.service runs it.
         self.c, self.namespace = load_config(lab.preview)
@@ -465,6 +464,44 @@ def test_a_stopped_container_and_a_lost_membership_reach_nothing(hub_lab: Hub) -
     hub_lab.spawn("alice", [realm.RESEARCHERS])
     assert hub_lab.probe("alice", superlink(cfg, FED)) == {superlink(cfg, FED): "ConnectionRefusedError"}
     assert (hub_lab.tmp / "state" / "users" / "alice" / ".flwr" / "config.toml").read_text() == "[superlink]\n"
+
+
+def test_a_revoke_cuts_a_connection_already_open(hub_lab: Hub) -> None:
+    """Access is judged per packet, not per connection: a connection bob opened while a member (a keep-alive to the
+    SuperLink proxy, say) dies at its next packet once his pair leaves the set."""
+    target = superlink(hub_lab.cfg, OTHER)
+    container = hub_lab.spawn("bob", groups(OTHER))
+    held = subprocess.Popen(container.enter([sys.executable, "-c", netprobe.HOLD, target]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert held.stdin is not None and held.stdout is not None
+        assert held.stdout.readline().strip() == "open"
+        held.stdin.write("\n")
+        held.stdin.flush()
+        assert held.stdout.readline().strip() == "alive"
+        subprocess.run([*hub_lab.namespace["ACCESS"], "revoke", "--", "bob"], check=True, capture_output=True, timeout=60)
+        held.stdin.write("\n")
+        held.stdin.flush()
+        assert held.stdout.readline().strip() in {"ConnectionResetError", "BrokenPipeError", "closed"}
+    finally:
+        held.kill()
+        held.wait()
+        hub_lab.stop("bob")
+
+
+def test_a_researchers_own_flwr_directory_is_set_aside_not_fatal(hub: tuple[Any, dict[str, Any], str], tmp_path: Path) -> None:
+    """From the container a researcher may delete the hub's .flwr and make their own (or a directory as config.toml):
+    the hub cannot take those over, so it sets them aside and the spawn goes on, instead of failing every spawn."""
+    _, namespace, _ = hub
+    work = tmp_path / "state" / "users" / "carol"
+    (work / ".flwr").mkdir(parents=True)
+    os.chown(work / ".flwr", 1000, 100)
+    namespace["_work_directory"]("carol", b"[superlink]\n")
+    assert (work / ".flwr").stat().st_uid == os.geteuid() and (work / ".flwr" / "config.toml").read_text() == "[superlink]\n"
+    assert [p.name.split("-")[0] for p in work.glob(".flwr.set-aside-*")] == [".flwr.set"]
+    (work / ".flwr" / "config.toml").unlink()
+    (work / ".flwr" / "config.toml").mkdir()
+    namespace["_work_directory"]("carol", b"[superlink]\n")
+    assert (work / ".flwr" / "config.toml").read_text() == "[superlink]\n"
 
 
 def test_admins_reach_every_federation_and_a_guard_reload_keeps_everyone(hub_lab: Hub) -> None:
