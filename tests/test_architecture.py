@@ -188,6 +188,7 @@ def test_a_new_web_role_is_one_row_its_port_rows_and_a_template_folder(tmp_path:
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "runtimes", tmp_path / "runtimes")  # the federations' runtimes the program reads
     roles = tmp_path / "nina" / "catalog" / "roles.py"
     text = roles.read_text()
     marker = "# ------------------------------------------------------------------------------------------- read off the rows"

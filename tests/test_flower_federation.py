@@ -135,7 +135,7 @@ def test_flower_reads_every_node_config_value_as_written() -> None:
     values = {"a": "3", "b": "-2.5", "c": "1e5", "d": "08", "e": "Infinity", "f": ".5", "g": "1.", "h": "/media/data/x", "i": "true"}
     sn = SuperNode(name="sn", organisation="org", partition_id=0, public_key=None, host=None, port=9094, node_config=values)
     fed = Federation(name="f", type="deployment", superlink_host="s", vpn_host=None, vpn_client_range=None,
-                     num_partitions=1, runtime_dependency_installation=False, archived=False, simulation_supernodes=0,
+                     num_partitions=1, runtime="numpy", runtime_dependency_installation=False, archived=False, simulation_supernodes=0,
                      supernodes=(sn,), revoked=())
     arg = flower.node_config(fed, dataclasses.replace(sn))
     script = "import json, sys; from flwr.common.config import parse_config_args; print(json.dumps(parse_config_args([sys.argv[1]])))"

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from nina.catalog import runtimes
 from nina.catalog.ports import SUPERNODE_PORTS
 from nina.config.model import (
     GENERATE,
@@ -41,7 +42,7 @@ def parse_federations(r: Reader, raw: Any, hosts: Mapping[str, Host], orgs: Mapp
         d = r.mapping(
             body,
             path,
-            ("type", "superlink_host", "vpn_host", "vpn_client_range", "isolation", "num_partitions", "runtime_dependency_installation", "archived", "archived_membership", "simulation", "members", "revoked"),
+            ("type", "superlink_host", "vpn_host", "vpn_client_range", "isolation", "num_partitions", "runtime", "runtime_dependency_installation", "archived", "archived_membership", "simulation", "members", "revoked"),
         )
         ftype = r.choice(d, "type", path, FEDERATION_TYPES)
         superlink = _host_with_role(r, d, "superlink_host", path, hosts, "superlink")
@@ -122,6 +123,7 @@ def parse_federations(r: Reader, raw: Any, hosts: Mapping[str, Host], orgs: Mapp
             vpn_host=vpn,
             vpn_client_range=vpn_range,
             num_partitions=num,
+            runtime=_runtime(r, d, path, ftype),
             runtime_dependency_installation=r.boolean(d, "runtime_dependency_installation", path, False),
             archived=r.boolean(d, "archived", path, False),
             simulation_supernodes=sim_nodes,
@@ -135,6 +137,21 @@ def parse_federations(r: Reader, raw: Any, hosts: Mapping[str, Host], orgs: Mapp
         if host.has("supernode") and not any(h == host.name for h, _ in host_ports):
             r.problem(f"nina:hosts.{host.name}.roles", "carries supernode but no SuperNode in nina:federations runs on it")
     return feds
+
+
+def _runtime(r: Reader, d: dict[str, Any], path: str, ftype: str) -> str:
+    """The federation's runtime: a profile in runtimes/ whose locks match their inputs (an edited profile or a new
+    flwr pin without scripts/lock-runtimes.py would deploy something nobody resolved)."""
+    name = r.choice(d, "runtime", path, runtimes.names(), runtimes.DEFAULT)
+    if ftype == "simulation" and name != runtimes.DEFAULT:
+        r.problem(f"{path}.runtime", f"a simulation runs in the SuperLink's flwr[simulation] venv with NumPy only; runtimes are for deployments (got {name!r})")
+    if name in runtimes.names():
+        for gpu in (False, True):
+            problem = runtimes.stale(runtimes.lock(name, gpu))
+            if problem:
+                r.problem(f"{path}.runtime", problem)
+                break
+    return name
 
 
 def _check_isolation(r: Reader, d: dict[str, Any], path: str) -> None:

@@ -121,6 +121,7 @@ class Federation:
     vpn_host: str | None
     vpn_client_range: IPNet | None  # the tenancy's OpenVPN address pool (§4.1.2.4)
     num_partitions: int
+    runtime: str  # runtimes/<runtime>.in: what its apps can import, on the SuperLink, SuperNodes and in notebooks
     runtime_dependency_installation: bool
     archived: bool
     simulation_supernodes: int
