@@ -29,7 +29,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from nina.catalog import apt, databases, layout, ports, versions
+from nina.catalog import apt, databases, layout, ports, runtimes, versions
 from nina.catalog.roles import APP_USERS, DATABASES, ROLES, SYSTEM_GROUP, WEB_ROLES
 from nina.config import Host, StackConfig
 from nina.plan import apps, backups, flower, names, notebook, openvpn, public, quoting, scrape
@@ -79,8 +79,14 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
             "service_users": sorted({u for r in host.roles for u in ROLES[r].service_users} | ({databases.BACKUP_USER} if backed_up else set())),
             "venvs": sorted({venv for r in host.roles if (venv := ROLES[r].python_venv)}),
             "runs_apps": any(ROLES[r].runs_apps for r in host.roles),
-            "apps_guard": apps.guard(host.roles, (s.cidr for s in cfg.network.segments.values())),
+            "apps_guard": apps.guard(
+                host.roles, (s.cidr for s in cfg.network.segments.values()),
+                package_index=any(fed.runtime_dependency_installation for fed, _ in cfg.supernodes_on(host.name)),
+            ),
             "notebook_egress": notebook.notebook_egress(cfg),
+            "app_lock": app_lock(cfg, host),
+            # The notebook image's runtimes: NumPy (the default, whose flwr the terminal runs) and every federation's.
+            "notebook_runtimes": list(dict.fromkeys([runtimes.DEFAULT, *(f.runtime for f in cfg.federations.values())])),
         }
     return {
         "cfg": cfg,
@@ -96,6 +102,7 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
         "databases": databases,  # §4.3.1's backups (nina/catalog/databases.py)
         "all_databases": DATABASES,
         "versions": versions,  # every pinned version (nina/catalog/versions.py)
+        "runtimes": runtimes,  # the ML runtimes' locks and how they are installed (nina/catalog/runtimes.py)
         "apt_repositories": apt.APT_REPOSITORIES,  # third-party APT repositories and their pinned keys
         "bootstrap_dir": BOOTSTRAP_DIR,
         "bootstrap_marker": layout.BOOTSTRAP_MARKER,
@@ -106,10 +113,22 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
     }
 
 
+def app_lock(cfg: StackConfig, host: Host) -> runtimes.Lock | None:
+    """The runtime lock researchers' apps use on this host: its federation's (a host serves one), the CUDA variant on
+    a GPU host; None where no apps run, or for a simulation, which runs in the SuperLink's flwr[simulation] venv."""
+    feds = [*cfg.federations_served_by(host.name, "superlink"), *(fed for fed, _ in cfg.supernodes_on(host.name))]
+    return runtimes.lock(feds[0].runtime, host.has("gpu")) if feds and feds[0].type == "deployment" else None
+
+
 def fragments(cfg: StackConfig, host: Host) -> list[str]:
     """The base first, then the host's roles in table order (stable, whatever order the stack lists them), then the
-    backups of the databases those roles use."""
-    return ["base"] + [r for r in ROLES if r in host.roles] + (["backup"] if backups.backed_up_on(cfg, host) else [])
+    runtime of the federation whose apps run here, then the backups of the databases those roles use."""
+    return (
+        ["base"]
+        + [r for r in ROLES if r in host.roles]
+        + (["runtime"] if app_lock(cfg, host) else [])
+        + (["backup"] if backups.backed_up_on(cfg, host) else [])
+    )
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,13 @@ def federations(src: Sources, host: Host) -> Iterable[Deliverable]:
             yield Deliverable(path, content, "root:root", "0644", (f"reload-or-restart:{layout.SUPERLINK_PROXY_UNIT}",))
 
 
+def runtime(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Beside a SuperLink or SuperNodes: the federation's runtime lock and the program and unit that build a venv
+    from it (the runtime fragment's `delivered`); a new runtime rebuilds it in place."""
+    for f in cloudinit.delivered_files(src.cfg, host, "runtime"):
+        yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+
+
 JUPYTER_ACCESS_SOURCE = program_source(JUPYTER_ACCESS).decode()  # nina-jupyter-access (standard library only)
 
 
@@ -238,7 +245,7 @@ def realm(src: Sources, host: Host) -> Iterable[Deliverable]:
 
 # The payload's order; each producer is independent.
 PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
-    trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, notebooks, monitoring, backup_credentials,
+    trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, runtime, notebooks, monitoring, backup_credentials,
     validation, realm,
 )
 

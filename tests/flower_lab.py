@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import COMMAND, FLWR_VENV, ROOT, Preview, payload_of, wait_for
 from lab import Lab, Machine
 
-from nina.catalog import layout
+from nina.catalog import layout, runtimes
 from nina.catalog.ports import SUPERLINK_LOOPBACK_PORT, SUPERLINK_PORT, SUPERLINK_RUNTIME_PORT
 from nina.catalog.roles import ROLES
 
@@ -65,6 +65,9 @@ class FlowerLab:
         self.hub = self._machine("hub")
         for machine in (self.superlink, self.node_host):
             machine.mount_venv(VENV)
+            # The runtime the host's delivery names, already built from that very lock (scripts/flwr-venv.sh).
+            lock = self.cfg.federations[FED].runtime
+            machine.mount_venv(f"{layout.RUNTIME_ROOT}/{runtimes.lock(lock, False).digest()[:12]}")
         for machine in (self.superlink, self.node_host):
             machine.boot(preview.hosts[machine.name].cloud_config, self.cfg.admin.ssh_user)
             machine.bootstrap()
@@ -84,6 +87,9 @@ class FlowerLab:
             for path in UNIX_SOCKETS:
                 machine.background(f"socket-{path.rsplit('/', 1)[1]}", ["/usr/bin/python3", "-c", _UNIX_LISTEN, path])
             wait_for(lambda m=machine: all(m.exists(p) for p in UNIX_SOCKETS), "the stand-in sockets")
+        # What the delivery restarted: the runtime, switched to the venv built from the delivered lock.
+        for machine in (self.superlink, self.node_host):
+            machine.start(layout.RUNTIME_UNIT)
         # In the order systemd would (After=); each unit's Requires= are started by the emulation itself.
         for unit in ("superlink.service", layout.SUPERLINK_PROXY_UNIT, layout.SUPEREXEC_UNIT):
             self.superlink.start(unit)

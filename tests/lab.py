@@ -193,8 +193,11 @@ class Machine(Namespace):
         assert "status: done" in status, f"{self.name}: cloud-init\n{status}\n{self.read('/var/log/cloud-init.log')[-4000:]}"
 
     def mount_venv(self, path: str) -> None:
-        """The Flower venv at `path` (an overlay on this machine's venv: the bootstrap's chgrp stays in the lab)."""
-        upper = self.tmp / f"{self.name}-venv"
+        """The Flower venv at `path` (an overlay on this machine's venv: the bootstrap's chgrp stays in the lab). The
+        venv is scripts/flwr-venv.sh's, installed from the test stack's runtime lock, so it also stands for the
+        runtime nina-runtime would build from that lock (mounted at its digest's path, where nina-runtime finds it
+        built and switches to it)."""
+        upper = self.tmp / f"{self.name}-venv-{path.strip('/').replace('/', '-')}"
         self.sh(
             f"mkdir -p {path} {upper}-u {upper}-w && mount -t tmpfs lab {upper}-u && mkdir -p {upper}-u/u {upper}-u/w && "
             f"mount -t overlay overlay -o lowerdir={self.flwr_venv},upperdir={upper}-u/u,workdir={upper}-u/w {path}"

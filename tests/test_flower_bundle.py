@@ -15,7 +15,8 @@ import pytest
 from conftest import run_nina, wait_for
 
 from nina import bundle
-from nina.catalog import layout
+from nina.catalog import layout, runtimes, versions
+from nina.catalog.roles import ROLES
 
 # PEM private keys of any flavour (PKCS#8, EC, RSA, OpenSSH), and the base64 start of an OpenSSH private key.
 PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----|b3BlbnNzaC1rZXktdjE")
@@ -47,7 +48,25 @@ def test_bundle_holds_what_the_site_needs(metro_north: Path) -> None:
     assert "Send only the `.pub` file" in readme
     for dockerfile in ("docker/Dockerfile.cpu", "docker/Dockerfile.cuda"):
         text = (metro_north / dockerfile).read_text()
-        assert "flwr==1.41.0" in text and "opt/flwr/supernode/run_supernode.sh" in text and "install.sh --image" in text
+        assert "opt/flwr/supernode/run_supernode.sh" in text and "install.sh --image" in text
+
+
+@pytest.mark.parametrize("variant", ["cpu", "cuda"])
+def test_the_dockerfiles_install_only_the_federations_lock(metro_north: Path, variant: str) -> None:
+    """The image's Python packages come from the runtime's lock and nothing else: one pip command, exactly the lock
+    install every host runs, reading the bundle's copy of runtimes/locks/ (the CUDA variant for the CUDA image)."""
+    runtime = "tensorflow"  # uat-cardiac's runtime
+    text = (metro_north / f"docker/Dockerfile.{variant}").read_text()
+    steps = [line for line in re.sub(r"\\\n\s*", " ", text).splitlines() if not line.startswith("#")]
+    pip_commands = [m.group(0).strip() for step in steps for m in re.finditer(r"\S*pip3? install[^&]*", step)]
+    lock_file = f"/tmp/requirements/${{RUNTIME}}.{variant}.txt"
+    assert pip_commands == [runtimes.pip_install_line(f"{ROLES['supernode'].python_venv}/bin/pip", lock_file)]
+    assert f"ARG RUNTIME={runtime}" in steps
+    assert (metro_north / f"requirements/{runtime}.{variant}.txt").read_text() == runtimes.lock(runtime, variant == "cuda").text()
+    if variant == "cuda":
+        assert f"FROM {versions.CUDA_IMAGE} AS supernode" in steps
+    install = (metro_north / "install.sh").read_text()
+    assert runtimes.pip_install_line('"$venv/bin/pip"', '"$lock"') in install and "flwr==" not in install
 
 
 def test_bundle_has_no_private_key(metro_north: Path) -> None:
@@ -154,10 +173,18 @@ def running_as(machine: Any) -> dict[str, str]:
 
 def test_install_sh_runs_the_supernode_as_on_a_nectar_host(site: tuple[Any, Path]) -> None:
     machine, kit = site
-    done = machine.run(["env", f"PATH={machine.stubs}:/usr/sbin:/usr/bin:/sbin:/bin", "bash", str(kit / "install.sh")], check=False, timeout=300)
+    # The lab's venv is the test stack's runtime (sklearn, scripts/flwr-venv.sh) installed from its lock: the bundle
+    # of a federation with that runtime carries the same lock, so install.sh finds its venv already installed from
+    # it (uat's metro-north federation names tensorflow, whose download the lab spares).
+    (kit / "requirements/sklearn.cpu.txt").write_text(runtimes.lock("sklearn", False).text())
+    env = ["env", f"PATH={machine.stubs}:/usr/sbin:/usr/bin:/sbin:/bin", "NINA_RUNTIME=sklearn"]
+    done = machine.run([*env, "bash", str(kit / "install.sh")], check=False, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    again = machine.run(["env", f"PATH={machine.stubs}:/usr/sbin:/usr/bin:/sbin:/bin", "bash", str(kit / "install.sh")], check=False, timeout=300)
+    assert "installing runtime" not in done.stdout, "the venv was installed from this very lock"
+    again = machine.run([*env, "bash", str(kit / "install.sh")], check=False, timeout=300)
     assert again.returncode == 0, again.stderr  # idempotent
+    wrong = machine.run([*env[:-1], "NINA_RUNTIME=cobol", "bash", str(kit / "install.sh")], check=False, timeout=300)
+    assert wrong.returncode == 1 and "no runtime cobol in this bundle" in wrong.stderr
     key, secret = layout.supernode_key("mn-sn1"), layout.supernode_superexec_secret("mn-sn1")
     assert machine.run(["stat", "-c", "%U:%G %a", key, secret]).stdout.split("\n")[:2] == ["supernode:fl_system 600", f"root:{layout.SUPEREXEC_USER} 640"]
     for unit in (layout.APPS_GUARD_UNIT, layout.supernode_unit("mn-sn1"), layout.supernode_superexec_unit("mn-sn1")):
@@ -181,7 +208,10 @@ def test_the_container_runs_the_supernode_and_clientapps_as_their_own_users(site
     runs = [args for kind, args in steps if kind == "RUN" and ("install.sh" in args or "chmod" in args)]
     assert len(runs) == 2, runs  # install.sh --image, and the entrypoint's mode
     for src, dst in copies:
-        machine.run(["install", "-D", "-m", "0644", str(kit / src), dst])
+        if src.endswith("/"):  # a directory (the runtimes' locks)
+            machine.run(["cp", "-r", str(kit / src), dst])
+        else:
+            machine.run(["install", "-D", "-m", "0644", str(kit / src), dst])
     for command in runs:
         machine.run(["bash", "-c", command.replace("/tmp/bundle/install.sh", "bash /tmp/bundle/install.sh")], timeout=120)
     assert machine.run(["id", "-u", layout.APP_USER]).stdout.strip() == str(layout.IMAGE_IDS[layout.APP_USER])  # what README tells sites to grant

@@ -1,7 +1,8 @@
 """A researcher's federated run across the test stack's Flower hosts, booted from what the program renders (the
 Flower lab, tests/flower_lab.py): the SuperLink and its proxy, the SuperExec that runs ServerApps as their own user,
 two SuperNodes on their Nectar host with their SuperExecs, each started as systemd would start its unit; SuperNodes
-registered by the very command strings of the register-* resources; a NumPy FedAvg app run to completion from the
+registered by the very command strings of the register-* resources; a NumPy FedAvg app and a scikit-learn one
+(from the runtime's lock) run to completion from the
 JupyterHub host with the stack's flwr_config_toml output (every federation's connections, an admin's); a SuperNode whose key nobody registered refused, and
 the delete command of a registration unregistering exactly that key.
 """
@@ -14,7 +15,7 @@ import re
 from conftest import COMMAND, ROOT, wait_for
 from flower_lab import FED, FlowerLab
 
-from nina.catalog import layout
+from nina.catalog import layout, runtimes
 from nina.plan import flower
 
 STRANGER = "stranger"  # a SuperNode instance whose key the stack never registered
@@ -26,6 +27,24 @@ def test_a_federated_run_completes(flower_lab: FlowerLab) -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + flower_lab.logs()[-6000:]
     assert "nina-numpy-app final model: [0.75, 0.75, 0.75, 0.75]" in run.stdout + run.stderr
     assert {r["status"] for r in flower_lab.runs()} == {"finished:completed"}
+
+
+def test_a_federated_run_of_scikit_learn_completes(flower_lab: FlowerLab) -> None:
+    """An app that needs more than NumPy: the ServerApp and both ClientApps import scikit-learn from the runtime
+    each host's delivery switched to (nina-runtime, the test stack's runtime `sklearn`), whose venv was installed
+    from runtimes/locks/sklearn.txt with --require-hashes (scripts/flwr-venv.sh)."""
+    lock = runtimes.lock(flower_lab.cfg.federations[FED].runtime, False)
+    assert lock.runtime == "sklearn"
+    for host in (flower_lab.superlink, flower_lab.node_host):
+        assert host.run(["readlink", layout.RUNTIME_CURRENT]).stdout.strip() == lock.digest()[:12], host.name
+    run = flower_lab.run_app(ROOT / "tests" / "flower_app_sklearn")
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + flower_lab.logs()[-6000:]
+    found = re.search(r"nina-sklearn-app scikit-learn (\S+) accuracy: ([0-9.]+)", out)
+    assert found, out[-3000:]
+    pinned = re.search(r"^scikit-learn==(\S+) ", lock.text(), re.M)
+    assert pinned and found.group(1) == pinned.group(1)
+    assert float(found.group(2)) > 0.75
 
 
 def test_the_register_commands_are_idempotent(flower_lab: FlowerLab) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from nina.catalog import versions
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import ROLES
 from nina.plan import scrape
@@ -99,7 +100,7 @@ def test_driver_and_dcgm_packages(gpu: dict[str, str]) -> None:
     assert re.fullmatch(r"\d{3}-server", branch)
     assert 'ubuntu-drivers install --gpgpu "nvidia:$branch"' in script
     assert '"nvidia-utils-$branch" "nvidia-compute-utils-$branch"' in script  # nvidia-smi, nvidia-persistenced
-    assert "datacenter-gpu-manager-4-cuda12 datacenter-gpu-manager-exporter" in script
+    assert f"datacenter-gpu-manager-4-cuda{versions.CUDA_MAJOR} datacenter-gpu-manager-exporter" in script  # the driver's CUDA
     # the driver comes first: DCGM's repository must not be there to offer its own driver build
     assert script.index("ubuntu-drivers install") < script.index("apt_repo cuda")
 

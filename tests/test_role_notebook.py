@@ -29,7 +29,7 @@ import netprobe
 import pytest
 
 import cloudinit
-from nina.catalog import layout, versions
+from nina.catalog import layout, runtimes, versions
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import ROLES, SYSTEM_GROUP, server_tls
 from nina.plan import names, notebook
@@ -154,7 +154,11 @@ def test_spawner(preview: Preview) -> None:
     dockerfile = notebook_files(preview)[DOCKERFILE]
     (base,) = re.findall(r"^FROM (\S+)$", dockerfile, re.M)
     assert re.fullmatch(r"quay\.io/jupyter/[a-z-]+-notebook:\d{4}-\d{2}-\d{2}", base), "a dated tag, never latest"
-    assert re.findall(r"^RUN (.*)$", dockerfile, re.M) == [f'pip install --no-cache-dir "flwr=={versions.FLWR}"']
+    # Every federation's runtime (and NumPy's) a venv on Ubuntu's Python 3.12, installed from its lock alone.
+    installs = re.findall(r"&& (\S+/pip install .*)$", dockerfile, re.M)
+    wanted = list(dict.fromkeys(["numpy", *(f.runtime for f in preview.cfg.federations.values())]))
+    assert installs == [runtimes.pip_install_line(f"/opt/nina/runtimes/{n}/bin/pip", f"/tmp/runtimes/{n}.txt") for n in wanted]
+    assert "ln -sfn /opt/nina/runtimes/numpy/bin/flwr /usr/local/bin/flwr" in dockerfile
     assert f"docker pull -q {base} " in notebook_files(preview)[BOOTSTRAP]
     assert docker.network_name == bridge and docker.use_internal_ip is True and docker.remove is True
     volumes = docker.volumes

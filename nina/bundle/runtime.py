@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cloudinit import render_template
 from nina.bundle.context import Files, SiteContext
-from nina.catalog import layout
+from nina.catalog import layout, runtimes
 from nina.catalog.roles import ROLES
 from nina.catalog.versions import FLWR
 from nina.plan import apps, flower, names
@@ -14,24 +14,43 @@ from nina.plan import apps, flower, names
 ENTRYPOINT = "/usr/local/sbin/nina-supernode-entrypoint"  # where the Dockerfiles put docker/entrypoint.sh
 
 
+def runtime_lock_path(runtime: str, variant: str) -> str:
+    """Where the bundle holds a runtime's lock for a variant (cpu, cuda)."""
+    return f"requirements/{runtime}.{variant}.txt"
+
+
 def files(ctx: SiteContext) -> Files:
     cfg = ctx.cfg
     venv = ROLES["supernode"].python_venv
+    guard = apps.guard(("supernode",), package_index=any(fed.runtime_dependency_installation for fed, _ in ctx.supernodes))
     out: Files = {
         "opt/flwr/supernode/run_supernode.sh": (render_template("supernode/run_supernode.sh.j2", cfg), 0o755),
         "etc/systemd/system/supernode@.service": (render_template("supernode/supernode@.service.j2", cfg), 0o644),
         # ClientApps as their own user, away from the key, reaching only their SuperNode (README: Threat model).
-        "etc/systemd/system/supernode-superexec@.service": (render_template("supernode/supernode-superexec@.service.j2", cfg), 0o644),
+        "etc/systemd/system/supernode-superexec@.service": (
+            render_template("supernode/supernode-superexec@.service.j2", cfg, apps_guard=guard), 0o644
+        ),
         layout.APP_LAUNCHER.lstrip("/"): (render_template("flower/launch-app.sh.j2", cfg), 0o755),
         layout.APP_RUNNER.lstrip("/"): (render_template("flower/run-app.sh.j2", cfg, venv=venv), 0o755),
         layout.APP_SUDOERS.lstrip("/"): (render_template("flower/sudoers.j2", cfg), 0o440),
-        layout.APPS_GUARD.lstrip("/"): (render_template("flower/apps-guard.nft.j2", cfg, apps_guard=apps.guard(("supernode",))), 0o644),
+        layout.APPS_GUARD.lstrip("/"): (render_template("flower/apps-guard.nft.j2", cfg, apps_guard=guard), 0o644),
         f"etc/systemd/system/{layout.APPS_GUARD_UNIT}": (render_template("flower/nina-apps-guard.service.j2", cfg), 0o644),
     }
-    out["install.sh"] = (render_template("supernode/bundle/install.sh.j2", cfg, venv=venv, supernodes=ctx.supernodes), 0o755)
+    # The federations' runtimes, the very locks the Nectar hosts install (README "Runtimes"): one venv on the
+    # machine (install.sh) or in the image (the Dockerfiles), from requirements/<runtime>.<cpu|cuda>.txt.
+    site_runtimes = tuple(dict.fromkeys(fed.runtime for fed, _ in ctx.supernodes))
+    for name in site_runtimes:
+        for variant, gpu in (("cpu", False), ("cuda", True)):
+            out[runtime_lock_path(name, variant)] = (runtimes.lock(name, gpu).text(), 0o644)
+    out["install.sh"] = (
+        render_template("supernode/bundle/install.sh.j2", cfg, venv=venv, supernodes=ctx.supernodes, site_runtimes=site_runtimes), 0o755
+    )
     out["docker/entrypoint.sh"] = (render_template("supernode/bundle/entrypoint.sh.j2", cfg, venv=venv), 0o755)
     for variant in ("cpu", "cuda"):
-        dockerfile = render_template("supernode/bundle/Dockerfile.j2", cfg, variant=variant, entrypoint=ENTRYPOINT)
+        dockerfile = render_template(
+            "supernode/bundle/Dockerfile.j2", cfg, variant=variant, entrypoint=ENTRYPOINT, venv=venv, site_runtimes=site_runtimes,
+            lock_file=runtime_lock_path("${RUNTIME}", variant),
+        )
         out[f"docker/Dockerfile.{variant}"] = (dockerfile, 0o644)
     feds = dict.fromkeys(fed.name for fed, _ in ctx.supernodes)
     superlinks = [

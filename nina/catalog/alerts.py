@@ -28,7 +28,7 @@ SEVERITIES = ("low", "medium", "high")  # the manual's words (§5.3.3), lowest f
 PRIORITY_MOUNTS = ("/", "/var/lib/nina")
 NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
 # Oneshot jobs of the platform whose failure leaves the stack's description unapplied.
-PLATFORM_JOBS = (layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT)
+PLATFORM_JOBS = (layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT, layout.RUNTIME_UNIT)
 # promtool evaluates every sample at EVAL, after POINTS one-minute points from time 0: long enough for the longest
 # `for` (1h) plus the 30m windows; every extra hour costs seconds per case.
 POINTS = 120
@@ -171,7 +171,7 @@ def _host_rules() -> list[Rule]:
         Rule(
             "PlatformJobFailed",
             f'node_systemd_unit_state{{name=~"{"|".join(_regex(u) for u in PLATFORM_JOBS)}",state="failed"}} == 1', "15m", "medium",
-            "{{ $labels.host }}: {{ $labels.name }} failed: the stack's realm or notebook image is not what it describes (journalctl -u {{ $labels.name }})",
+            "{{ $labels.host }}: {{ $labels.name }} failed: the stack's realm, notebook image or ML runtime is not what it describes (journalctl -u {{ $labels.name }})",
             "§5.3.4",
             Sample(
                 {_s("node_systemd_unit_state", _node("iam") + f',name="{layout.REALM_UNIT}",state="failed",type="oneshot"'): _const(1)},

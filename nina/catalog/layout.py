@@ -75,6 +75,14 @@ NOTEBOOK_IMAGE_UNIT = "nina-notebook-image.service"
 # through APP_LAUNCHER, which may only `sudo` to APP_USER and run APP_RUNNER (APP_SUDOERS): each app gets a fresh
 # home, removed when it exits. Neither user is in fl_system, so neither reads the SuperLink's or SuperNodes' keys,
 # state or secrets; nftables (the apps guard) keeps both off the platform's ports. README "Threat model".
+# The federation's ML runtime beside a SuperLink or SuperNode (README "Runtimes"): the lock delivered, a venv built
+# from it per lock digest by RUNTIME_COMMAND, and RUNTIME_CURRENT pointing at the one apps start from.
+RUNTIME_LOCK = "/etc/nina/runtime/requirements.txt"
+RUNTIME_ROOT = "/opt/python/runtime"
+RUNTIME_CURRENT = f"{RUNTIME_ROOT}/current"
+RUNTIME_MARKER = ".nina-lock-sha256"  # in a built venv: the sha256 of the lock it was installed from, written last
+RUNTIME_COMMAND = "/usr/local/sbin/nina-runtime"
+RUNTIME_UNIT = "nina-runtime.service"
 SUPEREXEC_USER = "superexec"
 APP_USER = "flwr-app"
 # The apps' HOME and FLWR_HOME (installed FABs), APP_USER's alone: not under STATE_DIR, which only fl_system enters.

@@ -26,8 +26,16 @@ NOTEBOOK_IMAGE = "quay.io/jupyter/scipy-notebook:2026-09-21"
 # One Grafana major from Grafana Labs' APT repository (apt pins 12.*).
 GRAFANA_MAJOR = "12"
 
-# NVIDIA's production driver branch as Ubuntu builds it (-server), and the CUDA runtime it carries.
-NVIDIA_DRIVER_BRANCH = "570-server"
-DCGM_PACKAGE = "datacenter-gpu-manager-4-cuda12"
-# The site bundle's GPU SuperNode image (§5.7.1).
-CUDA_IMAGE = "nvidia/cuda:12.9.1-cudnn-devel-ubuntu24.04"
+# The GPU stack, said once (README "Runtimes"): NVIDIA's driver branch as Ubuntu builds it (-server), the newest CUDA
+# major that branch runs, and what must agree with it. R580 is supported to 2028 (R570 reached end of life in
+# February 2026, and Ubuntu turns 570-server into a transition to 580-server) and carries CUDA 13; a newer driver
+# also runs older CUDA user-space (TensorFlow publishes CUDA 12 builds only). tests/test_runtimes.py holds the GPU
+# locks' CUDA libraries, DCGM and the site's CUDA image to these.
+NVIDIA_DRIVER_BRANCH = "580-server"
+CUDA_MAJOR = 13
+# The newest CUDA major each driver branch runs (NVIDIA's CUDA compatibility table), to check the pair above.
+DRIVER_CUDA = {"535-server": 12, "550-server": 12, "570-server": 12, "575-server": 12, "580-server": 13}
+DCGM_PACKAGE = f"datacenter-gpu-manager-4-cuda{CUDA_MAJOR}"
+# The site bundle's GPU SuperNode image (§5.7.1): CUDA's base layer for Ubuntu 24.04; the CUDA libraries the apps
+# use come with the runtime's lock (nvidia-* wheels), so nothing else of the image needs to match.
+CUDA_IMAGE = f"nvidia/cuda:{CUDA_MAJOR}.0.2-base-ubuntu24.04"

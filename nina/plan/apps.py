@@ -33,10 +33,14 @@ class AppsGuard:
     closed_udp: tuple[str, ...]
     private_v4: tuple[str, ...]  # with `internet`: never these (the stack's segments included)
     private_v6: tuple[str, ...]
+    # Beside SuperNodes of a federation with runtime_dependency_installation: name lookups and HTTPS to public
+    # addresses, so uv can fetch an app's packages (README "Runtimes": a ClientApp can then send data out).
+    package_index: bool = False
 
 
-def guard(roles: Iterable[str], segments: Iterable[ipaddress.IPv4Network] = ()) -> AppsGuard:
-    """The guard of a host with these roles in a network of these segments (a site's machine: ("supernode",))."""
+def guard(roles: Iterable[str], segments: Iterable[ipaddress.IPv4Network] = (), package_index: bool = False) -> AppsGuard:
+    """The guard of a host with these roles in a network of these segments (a site's machine: ("supernode",)), whose
+    federation lets apps install their dependencies or not."""
     roles = tuple(roles)
     ports = listeners(roles)
     return AppsGuard(
@@ -47,6 +51,7 @@ def guard(roles: Iterable[str], segments: Iterable[ipaddress.IPv4Network] = ()) 
         closed_udp=_exprs(p for p in ports if not p.for_apps and p.protocol == "udp"),
         private_v4=private_ranges(segments),
         private_v6=PRIVATE_V6,
+        package_index=package_index,
     )
 
 
