@@ -35,4 +35,7 @@ if [ "$(cat "$venv/$marker" 2>/dev/null)" != "$sum" ]; then
     --disable-pip-version-check --quiet -r "$lock"
   echo "$sum" >"$venv/$marker"
 fi
+# What nina-runtime adds to a runtime it builds: the file apps hold while they run from it (the lab mounts this
+# venv as the hosts' runtime).
+[ -e "$venv/.in-use" ] || install -m 0644 /dev/null "$venv/.in-use"
 echo "flwr-venv: $venv has flwr $("$venv/bin/python" -c 'import flwr; print(flwr.__version__)') and runtime $runtime ($lock)"

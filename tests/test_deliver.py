@@ -67,6 +67,16 @@ def test_second_run_changes_nothing_and_restarts_nothing(tmp_path: Path, payload
     assert (tmp_path / "etc/hosts").read_text().count("superlink.test.internal") == 1
 
 
+def test_an_ensured_unit_runs_at_every_delivery(tmp_path: Path, payload: dict[str, Any]) -> None:
+    """"ensure:" (the ML runtime's build): run again though nothing changed, so a build that failed last time is
+    retried by the next `pulumi up`; the other units of unchanged files stay alone."""
+    payload["files"].append({"path": layout.RUNTIME_LOCK, "content": "flwr==1\n", "owner": "root:root", "mode": "0644", "units": [f"ensure:{layout.RUNTIME_UNIT}"]})
+    first = deliver(tmp_path, payload)
+    assert first["units"][layout.RUNTIME_UNIT] == "restart"
+    again = deliver(tmp_path, payload)
+    assert again["changed"] == [] and again["units"] == {layout.RUNTIME_UNIT: "restart"}
+
+
 def test_only_the_units_of_changed_files_restart(tmp_path: Path, payload: dict[str, Any]) -> None:
     deliver(tmp_path, payload)
     payload["files"][1]["content"] = "RENEWED KEY\n"

@@ -29,7 +29,7 @@ import netprobe
 import pytest
 
 import cloudinit
-from nina.catalog import layout, runtimes, versions
+from nina.catalog import layout, runtimes
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import ROLES, SYSTEM_GROUP, server_tls
 from nina.plan import names, notebook

@@ -162,7 +162,7 @@ def test_each_host_installs_its_federations_lock_and_a_gpu_host_the_cuda_one(mat
     assert delivered(uat, supernode_host)[layout.RUNTIME_LOCK]["content"] == runtimes.lock(fed.runtime, False).text()
     for host in (superlink, supernode_host):
         files = delivered(uat, host)
-        assert files[layout.RUNTIME_LOCK]["units"] == [f"restart:{layout.RUNTIME_UNIT}"]
+        assert files[layout.RUNTIME_LOCK]["units"] == [f"ensure:{layout.RUNTIME_UNIT}"]  # at every delivery: a failed build is retried
         assert f"/etc/systemd/system/{layout.RUNTIME_UNIT}" in files and layout.RUNTIME_COMMAND in files
     # Hosts that run no apps get no runtime; the notebook image carries every federation's (CPU) lock.
     hub = uat.cfg.the_host_with("notebook").name
@@ -262,7 +262,8 @@ def test_the_builder_builds_switches_keeps_what_runs_and_refuses_a_bad_lock(mate
         step {tmp_path}/one.txt
         step {tmp_path}/one.txt
         old=$(readlink -f {layout.RUNTIME_CURRENT})
-        bash -c 'exec -a "$0/bin/flwr-clientapp" sleep 60' "$old" &
+        # An app started from it, as run-app starts one: holding a shared lock on a descriptor it inherited.
+        (exec 9<"$old/{layout.RUNTIME_IN_USE}"; flock --shared 9; exec sleep 60) &
         app=$!
         sleep 0.5
         step {tmp_path}/two.txt
@@ -315,21 +316,22 @@ def test_runtime_dependency_installation_is_off_unless_the_federation_asks(previ
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft"), reason="needs root and nftables")
 def test_the_opened_guard_lets_apps_fetch_packages_and_nothing_private(tmp_path: Path) -> None:
     """The guard beside SuperNodes of a federation that allows runtime installs, loaded for real in a namespace of
-    its own and attacked as the apps' user: HTTPS and DNS to a public address pass (uv reaching PyPI); SSH to it,
-    HTTPS to a private address (another host, instance metadata) and the host's other ports are refused."""
+    its own and attacked as the apps' user: HTTPS and DNS to a public address and the stub resolver pass (uv
+    reaching PyPI); SSH to it, HTTPS or DNS to a private address (another host, instance metadata) and the host's
+    other ports are refused."""
     from cloudinit import render_template
 
     guard = dataclasses.replace(apps.guard(("supernode",), package_index=True), users=("nobody",))
     rules = render_template("flower/apps-guard.nft.j2", parse(encode(raw_config("test"))), apps_guard=guard)
     public, private = "203.0.113.5", "10.9.9.9"
-    listen = f"import socket, threading, time\nfor a, p in (('{public}', 443), ('{public}', 53), ('{public}', 22), ('{private}', 443), ('127.0.0.1', 9000)):\n" \
+    listen = f"import socket, threading, time\nfor a, p in (('{public}', 443), ('{public}', 53), ('{public}', 22), ('{private}', 443), ('{private}', 53), ('127.0.0.53', 53), ('127.0.0.1', 9000)):\n" \
              "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((a, p)); s.listen()\n" \
              "    threading.Thread(target=lambda s=s: [s.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()\n" \
              "print('ready', flush=True)\ntime.sleep(60)\n"
     (tmp_path / "rules.nft").write_text(rules)
     (tmp_path / "listen.py").write_text(listen)
     (tmp_path / "connect.py").write_text(CONNECT)
-    targets = [f"{public}:443", f"{public}:53", f"{public}:22", f"{private}:443", "127.0.0.1:9000"]
+    targets = [f"{public}:443", f"{public}:53", f"{public}:22", f"{private}:443", f"{private}:53", "127.0.0.53:53", "127.0.0.1:9000"]
     script = textwrap.dedent(f"""\
         set -euo pipefail
         ip link set lo up
@@ -346,6 +348,7 @@ def test_the_opened_guard_lets_apps_fetch_packages_and_nothing_private(tmp_path:
     assert done.returncode == 0, done.stderr
     reached = json.loads(done.stdout.strip().splitlines()[-1])
     assert reached == {
-        f"{public}:443": "open", f"{public}:53": "open",
-        f"{public}:22": "ConnectionRefusedError", f"{private}:443": "ConnectionRefusedError", "127.0.0.1:9000": "ConnectionRefusedError",
+        f"{public}:443": "open", f"{public}:53": "open", "127.0.0.53:53": "open",  # the host's stub resolver
+        f"{public}:22": "ConnectionRefusedError", f"{private}:443": "ConnectionRefusedError", f"{private}:53": "ConnectionRefusedError",
+        "127.0.0.1:9000": "ConnectionRefusedError",
     }

@@ -81,6 +81,7 @@ RUNTIME_LOCK = "/etc/nina/runtime/requirements.txt"
 RUNTIME_ROOT = "/opt/python/runtime"
 RUNTIME_CURRENT = f"{RUNTIME_ROOT}/current"
 RUNTIME_MARKER = ".nina-lock-sha256"  # in a built venv: the sha256 of the lock it was installed from, written last
+RUNTIME_IN_USE = ".in-use"  # in a built venv: each app holds a shared flock on it; the builder removes only unheld ones
 RUNTIME_COMMAND = "/usr/local/sbin/nina-runtime"
 RUNTIME_UNIT = "nina-runtime.service"
 SUPEREXEC_USER = "superexec"

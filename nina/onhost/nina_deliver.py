@@ -11,7 +11,9 @@ Installed on every host as /usr/local/sbin/nina-deliver by cloud-init; run as ro
 Idempotent: a file whose bytes, owner and mode already match is left alone, and only the units of files that changed
 are restarted ("reload:<unit>" reloads instead; "start:<unit>" starts a oneshot job without waiting for it, e.g. a
 backup with new credentials; "enable:<unit>" also enables and starts the unit: a SuperNode instance that now runs on
-this host). Units enabled that way and no longer named in any file's units are disabled and stopped. Files delivered before but absent from this payload (a removed
+this host; "ensure:<unit>" restarts it at every delivery, changed or not, for an idempotent oneshot whose failure
+must be retried by the next `pulumi up`: the ML runtime build). A unit that fails does not stop the others; the
+delivery then exits 1 naming each. Units enabled that way and no longer named in any file's units are disabled and stopped. Files delivered before but absent from this payload (a removed
 SuperNode's key, say) are deleted, and units listed under "stop" are disabled and stopped. Standard library only, Python >= 3.10: it runs on a bare Ubuntu 24.04 host.
 Prints what it changed, never file contents. `--root DIR` installs under DIR and runs no systemctl (for tests).
 """
@@ -136,12 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     units: dict[str, str] = {}
     wanted_enabled = sorted({u.partition(":")[2] for f in payload.get("files", []) for u in f.get("units", []) if u.startswith("enable:")})
     for f in payload.get("files", []):
-        if inst.file(f["path"], f["content"], f["owner"], f["mode"]):
-            for unit in f.get("units", []):
-                action, _, name = unit.rpartition(":")
-                # A restart wins over a reload of the same unit; "enable:" restarts a running unit on change.
-                if units.get(name) != "restart":
-                    units[name] = "restart" if action in ("", "enable") else action
+        changed = inst.file(f["path"], f["content"], f["owner"], f["mode"])
+        for unit in f.get("units", []):
+            action, _, name = unit.rpartition(":")
+            if not changed and action != "ensure":
+                continue
+            # A restart wins over a reload of the same unit; "enable:" and "ensure:" restart.
+            if units.get(name) != "restart":
+                units[name] = "restart" if action in ("", "enable", "ensure") else action
     if payload.get("hosts") and inst.hosts(payload["hosts"]):
         # Services that resolve peers' names only at start (nginx upstreams) follow a changed /etc/hosts.
         for unit in payload.get("hosts_units", []):
@@ -167,13 +171,16 @@ def main(argv: list[str] | None = None) -> int:
                 systemctl("enable", name)
             if systemctl("is-active", "--quiet", name) != 0:
                 units[name] = "restart"  # starts it; a unit waiting on a ConditionPathExists= starts now
+        failed = []
         for name, action in sorted(units.items()):
             # Only units the role enabled: a unit waiting on its files (ConditionPathExists) starts now.
             if systemctl("is-enabled", "--quiet", name) == 0:
                 # A job started without waiting reports through its own unit (and the alerts), not through pulumi up.
                 if systemctl(*(["start", "--no-block"] if action == "start" else [action]), name) != 0:
-                    print(f"nina-deliver: {action} {name} failed", file=sys.stderr)
-                    return 1
+                    print(f"nina-deliver: {action} {name} failed (journalctl -u {name})", file=sys.stderr)
+                    failed.append(name)
+        if failed:
+            return 1
     report = {"changed": inst.changed, "units": units, "trust_store": trust_changed, "notes": inst.notes}
     report.update(enabled=wanted_enabled, disabled=to_disable)
     print(json.dumps(report, sort_keys=True))
