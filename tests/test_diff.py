@@ -1,0 +1,262 @@
+"""`nina diff` (nina/review/, README "Reviewing a change") on scripted changes, each between two project
+directories that hold the program's code and stack files (the head's code edited where the change is code): its
+classification (create, update in place, replace with the property that forces it, delete), the files that
+change inside user-data and deliveries with the units that restart, registrations, the danger section and the
+exit status; determinism, no secret in clear, the comment size limit on the 20 x 25 benchmark stack, the git path
+(`--base REV`, worktree), and the replacement table's provenance.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT, nina_command, raw_config
+
+from nina.catalog import layout, replacements
+from nina.review import report
+
+CODE = ("nina", "components", "cloudinit", "runtimes", "__main__.py", "Pulumi.yaml")
+Project = Callable[..., Path]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    """project(name, stack, config, edit=None): a project directory with a copy of the code, `config` as
+    Pulumi.<stack>.yaml, and `edit(root)` applied to its code."""
+
+    def make(name: str, stack: str, config: dict[str, Any], edit: Callable[[Path], None] | None = None) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        for item in CODE:
+            source = ROOT / item
+            if source.is_dir():
+                shutil.copytree(source, root / item, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(source, root / item)
+        (root / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+        if edit:
+            edit(root)
+        return root
+
+    yield make
+
+
+def nina_diff(base: Path, head: Path, stack: str = "test", fmt: str = "json") -> tuple[int, Any]:
+    done = subprocess.run(
+        nina_command("diff", "--stack", stack, "--base-dir", str(base), "--head-dir", str(head), "--format", fmt),
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+    )
+    assert done.returncode in (0, 1, 2, 3), done.stderr
+    return done.returncode, (json.loads(done.stdout) if fmt == "json" and done.returncode != 2 else done.stdout + done.stderr)
+
+
+def stack_file(config: dict[str, Any]) -> dict[str, Any]:
+    """raw_config's values as a stack file holds them (the placeholder for the unset SSH key left out)."""
+    return {k: v for k, v in config.items() if k != "nina:ssh_private_key"}
+
+
+def kinds(result: dict[str, Any]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for r in result["resources"]:
+        out.setdefault(r["change"], set()).add(f"{r['type'].rsplit(':', 1)[1]}:{r['name']}")
+    return out
+
+
+def host(result: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [h for h in result["hosts"] if h["name"] == name]
+    return found
+
+
+def test_adding_a_supernode_registers_it_and_delivers_one_host(project: Project) -> None:
+    base = raw_config("test")
+    head = copy.deepcopy(base)
+    head["nina:federations"]["test-fl"]["members"]["org-a"]["supernodes"].append(
+        {"name": "sn3", "partition_id": 2, "host": "org-a-sn1", "public_key": "generate", "port": 9096})
+    head["nina:federations"]["test-fl"]["num_partitions"] = 3
+    status, result = nina_diff(project("a", "test", stack_file(base)), project("b", "test", stack_file(head)))
+    assert status == 1 and result["danger"] == []
+    changed = kinds(result)
+    assert "replace" not in changed and "delete" not in changed
+    # Its key, its SuperExec secret and its registration: nothing else is made.
+    assert changed["create"] == {"Command:register-test-fl-sn3", "PrivateKey:supernode-test-fl-sn3", "RandomPassword:superexec-test-fl-supernode-sn3"}
+    assert result["registrations"]["added"] == ["test-fl-sn3"]
+    assert [h["name"] for h in result["hosts"]] == ["org-a-sn1"]
+    sn1 = host(result, "org-a-sn1")
+    assert not sn1["replaced"] and sn1["user_data"] == []
+    added = {f["path"]: f for f in sn1["delivery"] if f["status"] == "added"}
+    assert f"{layout.supernode_dir('sn3')}/supernode.conf" in added
+    assert f"enable:{layout.supernode_unit('sn3')}" in sn1["restarts"]
+
+
+def test_a_base_template_change_replaces_every_vm_and_shows_the_file(project: Project) -> None:
+    def edit(root: Path) -> None:
+        journald = root / "cloudinit/templates/base/journald.conf.j2"
+        journald.write_text(journald.read_text().replace("SystemMaxUse=1G", "SystemMaxUse=2G"))
+
+    config = stack_file(raw_config("test"))
+    status, result = nina_diff(project("a", "test", config), project("b", "test", config, edit))
+    assert status == 3
+    vms = {h["name"] for h in result["hosts"] if h["replaced"]}
+    assert vms == {"hub", "org-a-sn1", "superlink", "vpn"}
+    for name in vms:
+        (changed,) = host(result, name)["user_data"]
+        assert changed["path"] == "/etc/systemd/journald.conf.d/90-nina.conf" and "+SystemMaxUse=2G" in changed["diff"]
+    causes = {r["name"]: r["replaced_because"] for r in result["resources"] if r["type"] == "openstack:compute/instance:Instance"}
+    assert all(c == {"userData": f"ForceNew in terraform-provider-openstack {replacements.PROVIDER_VERSION}"} for c in causes.values())
+    # What follows a new VM: its delivery re-runs (triggers), its state volume is re-attached.
+    assert {"Command:deliver-hub", "VolumeAttach:superlink"} <= kinds(result)["replace"]
+    assert {d["urn"].rsplit("::", 1)[1] for d in result["danger"]} >= vms
+
+
+def test_resizing_a_flavor_updates_in_place(project: Project) -> None:
+    base = raw_config("test")
+    head = copy.deepcopy(base)
+    head["nina:hosts"]["vpn"]["flavor"] = "m3.large"
+    status, result = nina_diff(project("a", "test", stack_file(base)), project("b", "test", stack_file(head)))
+    assert status == 1 and result["danger"] == []
+    assert result["resources"] == [{
+        "change": "update", "name": "vpn", "properties": ["flavorName"], "type": "openstack:compute/instance:Instance",
+        "urn": "urn:pulumi:test::nina-fl::nina:platform:Platform$nina:host:Host$openstack:compute/instance:Instance::vpn",
+    }]
+
+
+def test_resizing_the_database_replaces_it_and_is_a_danger(project: Project) -> None:
+    base = raw_config("test")
+    head = copy.deepcopy(base)
+    head["nina:database"]["size_gb"] = 20
+    status, result = nina_diff(project("a", "test", stack_file(base)), project("b", "test", stack_file(head)))
+    assert status == 3
+    (db,) = [r for r in result["resources"] if r["type"] == "openstack:database/instance:Instance"]
+    assert db["change"] == "replace" and "size" in db["replaced_because"]
+    (danger,) = [d for d in result["danger"] if d["urn"] == db["urn"]]
+    assert danger["why"].startswith("protected") and "managed database" in danger["why"]
+
+
+def _add_port_row(row: str) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        ports = root / "nina/catalog/ports.py"
+        text = ports.read_text()
+        anchor = '    _p("http", "ingress"'
+        assert anchor in text
+        ports.write_text(text.replace(anchor, row + "\n" + anchor, 1))
+
+    return edit
+
+
+def test_a_port_row_to_the_internet_is_a_danger_and_one_between_groups_widens(project: Project) -> None:
+    config = stack_file(raw_config("test"))
+    base = project("a", "test", config)
+    public = project("b", "test", config, _add_port_row('    _p("extra", "ingress", "tcp", 8444, (PUBLIC,), "an extra public port"),'))
+    status, result = nina_diff(base, public)
+    assert status == 3
+    (opened,) = [d for d in result["danger"] if "internet" in d["why"]]
+    assert "ingress tcp 8444 from 0.0.0.0/0" in opened["why"]
+    assert kinds(result)["create"] and "replace" not in kinds(result)
+    private = project("c", "test", config, _add_port_row('    _p("extra", "ingress", "tcp", 8444, ("monitoring",), "scraped"),'))
+    status, result = nina_diff(base, private)
+    assert status == 3 and not any("internet" in d["why"] for d in result["danger"])
+    assert any(d["why"].startswith("widens an existing security group: ingress tcp 8444") for d in result["danger"])
+
+
+def test_a_delivered_file_changes_no_vm_and_restarts_its_unit(project: Project) -> None:
+    def edit(root: Path) -> None:
+        unit = root / "cloudinit/templates/runtime/nina-runtime.service.j2"
+        unit.write_text(unit.read_text().replace("TimeoutStartSec=45min", "TimeoutStartSec=60min"))
+        script = root / "cloudinit/templates/runtime/nina-runtime.sh.j2"
+        script.write_text(script.read_text().replace('echo "built $env"', 'echo "built $env (lock $sum)"'))
+
+    config = stack_file(raw_config("test"))
+    status, result = nina_diff(project("a", "test", config), project("b", "test", config, edit))
+    assert status == 1 and result["danger"] == []
+    assert set(kinds(result)) == {"update"}
+    assert kinds(result)["update"] == {"Command:deliver-org-a-sn1", "Command:deliver-superlink"}
+    for name in ("org-a-sn1", "superlink"):
+        h = host(result, name)
+        assert not h["replaced"] and h["user_data"] == []
+        assert {f["path"] for f in h["delivery"]} == {layout.RUNTIME_COMMAND, f"/etc/systemd/system/{layout.RUNTIME_UNIT}"}
+        assert h["restarts"] == [f"restart:{layout.RUNTIME_UNIT}"]
+
+
+def test_diffs_are_deterministic_and_never_show_a_secret_file(project: Project) -> None:
+    base = raw_config("test")
+    head = copy.deepcopy(base)
+    head["nina:federations"]["test-fl"]["members"]["org-a"]["supernodes"][0]["node_config"] = {"data-path": "/media/data/cardio-v2"}
+    a, b = project("a", "test", stack_file(base)), project("b", "test", stack_file(head))
+    first, second = nina_diff(a, b, fmt="text"), nina_diff(a, b, fmt="text")
+    assert first == second and first[0] == 1
+    conf = f"{layout.supernode_dir('sn1')}/supernode.conf"  # root:fl_system 0640: only its readers may see it
+    assert f"changed  {conf} (secret: content not shown)" in first[1]
+    assert "cardio-v2" not in first[1]
+    for fmt in ("markdown", "json"):
+        assert "cardio-v2" not in nina_diff(a, b, fmt=fmt)[1] if fmt == "markdown" else "cardio-v2" not in json.dumps(nina_diff(a, b)[1])
+
+
+def test_an_invalid_stack_on_either_side_is_status_2_and_names_the_key(project: Project) -> None:
+    base = raw_config("test")
+    head = copy.deepcopy(base)
+    head["nina:database"]["size_gb"] = "big"
+    status, out = nina_diff(project("a", "test", stack_file(base)), project("b", "test", stack_file(head)))
+    assert status == 2 and "nina:database.size_gb" in out
+
+
+def test_revisions_of_a_git_repository(tmp_path: Path, project: Project) -> None:
+    """The default: HEAD against the work tree, each side evaluated with its own code."""
+    repo = project("repo", "test", stack_file(raw_config("test")))
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "base"], check=True)
+    run = lambda *a: subprocess.run(nina_command("diff", "--stack", "test", "--cwd", str(repo), *a), capture_output=True, text=True, timeout=600)  # noqa: E731
+    clean = run()
+    assert clean.returncode == 0 and "No changes." in clean.stdout, clean.stderr
+    config = yaml.safe_load((repo / "Pulumi.test.yaml").read_text())
+    config["config"]["nina:hosts"]["vpn"]["flavor"] = "m3.large"
+    (repo / "Pulumi.test.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    changed = run()
+    assert changed.returncode == 1 and "update   urn:pulumi:test::nina-fl::" in changed.stdout and "flavorName" in changed.stdout
+    subprocess.run([*git, "commit", "-q", "-am", "head"], check=True)
+    between = run("--base", "HEAD~1", "--head", "HEAD")
+    assert between.returncode == 1 and between.stdout.split("\n", 1)[1] == changed.stdout.split("\n", 1)[1]
+    missing = run("--base", "no-such-rev")
+    assert missing.returncode == 2 and "no such revision" in missing.stderr
+
+
+def test_the_comment_fits_for_the_benchmark_stack(project: Project) -> None:
+    """20 federations x 25 SuperNodes with a base template changed: every VM replaced, every user-data diff too
+    many for one comment: the markdown stays within GitHub's limit and says what it cut."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from preview_scale import synthetic_stack
+
+    config = synthetic_stack(20, 25)
+
+    def edit(root: Path) -> None:
+        journald = root / "cloudinit/templates/base/journald.conf.j2"
+        journald.write_text(journald.read_text().replace("SystemMaxUse=1G", "SystemMaxUse=2G"))
+
+    status, text = nina_diff(project("a", "bench", config), project("b", "bench", config, edit), stack="bench", fmt="markdown")
+    assert status == 3
+    assert len(text) <= report.COMMENT_LIMIT and text.startswith(report.MARKER)
+    assert "VM replaced" in text and "not shown here (size limit): run `nina diff` locally" in text
+
+
+def test_the_replacement_table_comes_from_the_provider_version_we_pin() -> None:
+    table = json.loads((ROOT / "nina/catalog/replace_rules.json").read_text())
+    assert table["provider_version"] == replacements.PROVIDER_VERSION == "v3.4.0"
+    assert table["generator"] == "scripts/replacement-rules.py"
+    pins = (ROOT / "pyproject.toml").read_text()
+    assert '"pulumi-openstack==5.5.3"' in pins, "a new pulumi-openstack: regenerate the table (scripts/replacement-rules.py)"
+    rules = replacements.FORCE_NEW
+    assert "userData" in rules["openstack:compute/instance:Instance"] and "flavorName" not in rules["openstack:compute/instance:Instance"]
+    assert {"size", "flavorId"} <= set(rules["openstack:database/instance:Instance"])
+    assert "remoteIpPrefix" in rules["openstack:networking/secGroupRule:SecGroupRule"]
+    assert replacements.replaced_by("command:remote:Command", "create", ("triggers[*]",)) is None
+    assert replacements.replaced_by("command:remote:Command", "triggers", ("triggers[*]",)) == "replaceOnChanges"
