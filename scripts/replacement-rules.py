@@ -56,16 +56,8 @@ def top_level_entries(schema_body: str) -> dict[str, str]:
 
 
 def force_new(entry: str) -> bool:
-    """ForceNew: true on the argument itself, not only inside its nested Elem."""
-    depth, flat = 0, []
-    for ch in entry:
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-        elif depth == 0:
-            flat.append(ch)
-    return re.search(r"ForceNew:\s*true", "".join(flat)) is not None
+    """ForceNew: true on the argument itself or on any field nested in it: a change anywhere inside replaces."""
+    return re.search(r"ForceNew:\s*true", entry) is not None
 
 
 def camel(name: str) -> str:
@@ -85,12 +77,16 @@ def main(argv: list[str]) -> int:
         print("replacement-rules: no terraform-provider-openstack in provider/go.mod", file=sys.stderr)
         return 1
     tag = version.group(1)
+    pulumi_version = subprocess.run(["git", "--git-dir", args.pulumi_openstack, "describe", "--tags", args.pulumi_ref], capture_output=True, text=True).stdout.strip() or args.pulumi_ref
     resources_go = git(args.pulumi_openstack, "show", f"{args.pulumi_ref}:provider/resources.go")
     mods = dict(re.findall(r"^\s*(\w+Mod)\s*=\s*\"(\w+)\"", resources_go, re.M))
     tokens = {
         tf: f"openstack:{mods[mod].lower()}/{res[:1].lower() + res[1:]}:{res}"
         for tf, mod, res in re.findall(r'"(openstack_\w+)":\s*\{Tok: openstackResource\((\w+), "(\w+)"\)', resources_go)
     }
+    # The bridge's own names for Terraform's (plurals of list blocks: network -> networks), else camelCase.
+    metadata = json.loads(git(args.pulumi_openstack, "show", f"{args.pulumi_ref}:provider/cmd/pulumi-resource-openstack/bridge-metadata.json"))
+    renamed = {token: {tf: pulumi for pulumi, tf in props.items()} for token, props in metadata["renames"]["renamedProperties"].items()}
     provider_go = git(args.terraform_provider_openstack, "show", f"{tag}:openstack/provider.go")
     resources_map = block(provider_go, provider_go.index("ResourcesMap:"))
     functions = dict(re.findall(r'"(openstack_\w+)":\s*(\w+)\(\)', resources_map))
@@ -111,9 +107,10 @@ def main(argv: list[str]) -> int:
         if schema_at < 0:
             continue
         entries = top_level_entries(block(body, schema_at + len("Schema: map[string]*schema.Schema")))
-        rules[tokens[tf]] = sorted(camel(name) for name, entry in entries.items() if force_new(entry))
+        names = renamed.get(tokens[tf], {})
+        rules[tokens[tf]] = sorted(names.get(name, camel(name)) for name, entry in entries.items() if force_new(entry))
     document = {
-        "source": f"terraform-provider-openstack {tag}, as bridged by pulumi-openstack ({args.pulumi_ref} of its provider/go.mod)",
+        "source": f"terraform-provider-openstack {tag} (ForceNew, at any depth of an argument), named as pulumi-openstack {pulumi_version} bridges them (bridge-metadata.json)",
         "provider_version": tag,
         "generator": "scripts/replacement-rules.py",
         "force_new": rules,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,9 @@ def test_a_base_template_change_replaces_every_vm_and_shows_the_file(project: Pr
     def edit(root: Path) -> None:
         journald = root / "cloudinit/templates/base/journald.conf.j2"
         journald.write_text(journald.read_text().replace("SystemMaxUse=1G", "SystemMaxUse=2G"))
+        # and a delivered file in the same change: those deliveries are replaced with their VMs all the same
+        unit = root / "cloudinit/templates/runtime/nina-runtime.service.j2"
+        unit.write_text(unit.read_text().replace("TimeoutStartSec=45min", "TimeoutStartSec=60min"))
 
     config = stack_file(raw_config("test"))
     status, result = nina_diff(project("a", "test", config), project("b", "test", config, edit))
@@ -112,8 +116,10 @@ def test_a_base_template_change_replaces_every_vm_and_shows_the_file(project: Pr
         assert changed["path"] == "/etc/systemd/journald.conf.d/90-nina.conf" and "+SystemMaxUse=2G" in changed["diff"]
     causes = {r["name"]: r["replaced_because"] for r in result["resources"] if r["type"] == "openstack:compute/instance:Instance"}
     assert all(c == {"userData": f"ForceNew in terraform-provider-openstack {replacements.PROVIDER_VERSION}"} for c in causes.values())
-    # What follows a new VM: its delivery re-runs (triggers), its state volume is re-attached.
-    assert {"Command:deliver-hub", "VolumeAttach:superlink"} <= kinds(result)["replace"]
+    # What follows a new VM: its delivery re-runs (triggers), its state volume is re-attached; a delivery that
+    # changed as well is a replacement too, not an update.
+    assert {"Command:deliver-hub", "Command:deliver-superlink", "VolumeAttach:superlink"} <= kinds(result)["replace"]
+    assert "update" not in kinds(result)
     assert {d["urn"].rsplit("::", 1)[1] for d in result["danger"]} >= vms
 
 
@@ -183,7 +189,8 @@ def test_a_delivered_file_changes_no_vm_and_restarts_its_unit(project: Project) 
         h = host(result, name)
         assert not h["replaced"] and h["user_data"] == []
         assert {f["path"] for f in h["delivery"]} == {layout.RUNTIME_COMMAND, f"/etc/systemd/system/{layout.RUNTIME_UNIT}"}
-        assert h["restarts"] == [f"restart:{layout.RUNTIME_UNIT}"]
+        # restart: the changed script's unit; ensure: the build nina-deliver runs at every delivery anyway
+        assert h["restarts"] == [f"ensure:{layout.RUNTIME_UNIT}", f"restart:{layout.RUNTIME_UNIT}"]
 
 
 def test_diffs_are_deterministic_and_never_show_a_secret_file(project: Project) -> None:
@@ -244,8 +251,10 @@ def test_the_comment_fits_for_the_benchmark_stack(project: Project) -> None:
 
     status, text = nina_diff(project("a", "bench", config), project("b", "bench", config, edit), stack="bench", fmt="markdown")
     assert status == 3
-    assert len(text) <= report.COMMENT_LIMIT and text.startswith(report.MARKER)
-    assert "VM replaced" in text and "not shown here (size limit): run `nina diff` locally" in text
+    assert len(text) <= report.COMMENT_LIMIT and text.startswith(report.marker("bench"))
+    # Every host is there (the same file change shown once, then referred to), and the summary sections too.
+    assert text.count("— **VM replaced**") == len(config["nina:hosts"]) and "the same change as on `hub`" in text
+    assert "#### Resources" in text and "#### ⚠️ Danger" in text and text.count("```") % 2 == 0
 
 
 def test_the_replacement_table_comes_from_the_provider_version_we_pin() -> None:
@@ -260,3 +269,76 @@ def test_the_replacement_table_comes_from_the_provider_version_we_pin() -> None:
     assert "remoteIpPrefix" in rules["openstack:networking/secGroupRule:SecGroupRule"]
     assert replacements.replaced_by("command:remote:Command", "create", ("triggers[*]",)) is None
     assert replacements.replaced_by("command:remote:Command", "triggers", ("triggers[*]",)) == "replaceOnChanges"
+
+
+def test_rewording_a_rule_or_narrowing_it_is_not_a_danger(project: Project) -> None:
+    """A rule replaced with a narrower source (operators' SSH networks /20 -> /32), or only for its description,
+    lets nothing new through; the same rule from the internet, added, does."""
+    config = stack_file(raw_config("test"))
+    narrow = copy.deepcopy(config)
+    narrow["nina:admin"]["ssh_cidrs"] = [c.rsplit("/", 1)[0] + "/32" for c in narrow["nina:admin"]["ssh_cidrs"]]
+    status, result = nina_diff(project("a", "test", config), project("c", "test", narrow))
+    (created,) = kinds(result)["create"]
+    assert created.startswith("SecGroupRule:sg-base-ssh-from-") and created.endswith("_32")
+    # The hub's VM is replaced (its sshd allow list is user-data): that danger, and no widening.
+    assert [d["urn"].rsplit("::", 1)[1] for d in result["danger"]] == ["hub"] and status == 3
+
+    def doc(description: str, prefix: str) -> dict[str, Any]:
+        rule = {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "portRangeMin": 22, "portRangeMax": 22,
+                "remoteIpPrefix": prefix, "securityGroupId": "secgroup-sg-x-000000000000", "description": description}
+        return {"stack": "t", "outputs": {}, "resources": [
+            {"type": "openstack:networking/secGroupRule:SecGroupRule", "name": "r", "parent": "", "custom": True, "inputs": rule}]}
+
+    reworded = report.build("t", "a", "b", doc("ssh", "10.0.0.0/20"), doc("SSH for operators", "10.0.0.0/20"), "p")
+    assert [r["change"] for r in reworded.resources] == ["replace"] and reworded.danger == []
+    opened = report.build("t", "a", "b", doc("ssh", "10.0.0.0/20"), doc("ssh", "0.0.0.0/0"), "p")
+    assert [d["why"] for d in opened.danger] == ["opens to the internet: ingress tcp 22 from 0.0.0.0/0"]
+
+
+def test_re_issued_certificates_change_the_deliveries_that_carry_them(project: Project) -> None:
+    def edit(root: Path) -> None:
+        pki = root / "nina/catalog/pki.py"
+        text = pki.read_text()
+        old = 'SERVER_CERT = CertSpec(365 * 24,'
+        assert old in text
+        pki.write_text(text.replace(old, 'SERVER_CERT = CertSpec(2 * 365 * 24,'))
+
+    config = stack_file(raw_config("test"))
+    status, result = nina_diff(project("a", "test", config), project("b", "test", config, edit))
+    assert status == 1 and result["certificates"]
+    notes = [f for h in result["hosts"] for f in h["delivery"] if f["note"].startswith("new value at apply")]
+    assert notes and all(f["status"] == "changed" for f in notes)
+    assert any(h["restarts"] for h in result["hosts"])
+
+
+def test_failures_are_status_2_never_1(project: Project, tmp_path: Path) -> None:
+    config = stack_file(raw_config("test"))
+    a = project("a", "test", config)
+    bad = subprocess.run(nina_command("diff", "--stack", "test", "--base-dir", str(tmp_path / "nowhere"), "--head-dir", str(a)), capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "not a project directory" in bad.stderr
+    typo = subprocess.run(nina_command("diff", "--stack", "tset", "--base-dir", str(a), "--head-dir", str(a)), capture_output=True, text=True, timeout=300)
+    assert typo.returncode == 2 and "no stack file Pulumi.tset.yaml on either side" in typo.stderr
+
+
+def test_every_rule_names_an_input_of_the_pinned_sdk() -> None:
+    """The table speaks Pulumi's names (the bridge's plurals included): each is an input or output of the installed
+    SDK's resource (a Terraform name, `network` for `networks`, would never match a change)."""
+    import importlib
+    import inspect
+
+    checked = 0
+    for token, props in replacements.FORCE_NEW.items():
+        _, module, kind = token.split(":")
+        try:
+            sdk = importlib.import_module(f"pulumi_openstack.{module.split('/')[0]}")
+        except ImportError:
+            continue
+        args = getattr(sdk, f"{kind}Args", None)
+        if args is None:
+            continue
+        resource = getattr(sdk, kind)
+        snake = {p for p in inspect.signature(args.__init__).parameters if p != "self"} | {n for n in dir(resource) if not n.startswith("_")}
+        names = {re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), p) for p in snake}
+        assert set(props) <= names, (token, set(props) - names)
+        checked += 1
+    assert checked > 40

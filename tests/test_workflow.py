@@ -59,9 +59,12 @@ def test_it_diffs_every_stack_and_keeps_one_comment_each() -> None:
     assert sorted(jobs["pulumi-preview"]["strategy"]["matrix"]["stack"]) == stacks
     steps = {s.get("name", s.get("uses", "")): s for s in jobs["nina-diff"]["steps"]}
     run = steps["nina diff"]["run"]
-    assert '--base "$BASE_SHA" --head HEAD --format markdown' in run
-    comment = steps["Comment on the pull request"]["with"]["script"]
-    assert report.MARKER in comment and "updateComment" in comment and "createComment" in comment
+    assert "--base HEAD^1 --head HEAD --format markdown" in run  # the merge commit's base: exactly what merging changes
+    commenting = steps["Comment on the pull request"]
+    comment = commenting["with"]["script"]
+    assert "<!-- nina-diff:${process.env.STACK} -->" in comment and report.marker("uat") == "<!-- nina-diff:uat -->"
+    assert 'c.user.type === "Bot"' in comment and "updateComment" in comment and "createComment" in comment
+    assert commenting["if"] == "github.event.pull_request.head.repo.full_name == github.repository"  # forks: the summary
     gate = steps["Dangerous changes need the label"]
     assert "'3'" in gate["if"] and "dangerous-change-reviewed" in gate["if"] and "exit 1" in gate["run"]
     assert jobs["nina-diff"]["permissions"]["pull-requests"] == "write"
@@ -70,6 +73,7 @@ def test_it_diffs_every_stack_and_keeps_one_comment_each() -> None:
 
 def test_the_real_preview_runs_only_with_credentials() -> None:
     job = workflow()["jobs"]["pulumi-preview"]
+    assert job["permissions"]["pull-requests"] == "write"
     (probe, *rest) = job["steps"]
     assert "::notice::pulumi preview skipped" in probe["run"]
     assert all(s.get("if") == "steps.creds.outputs.present == 'true'" for s in rest)

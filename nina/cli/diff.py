@@ -35,6 +35,7 @@ def _evaluate_pair(base: evaluations.Side, head: evaluations.Side, stack: str) -
         if exc.status != NO_STACK:
             raise
     sides = []
+    missing = []
     for side in (base, head):
         try:
             sides.append(evaluations.evaluate(side, stack))
@@ -42,10 +43,22 @@ def _evaluate_pair(base: evaluations.Side, head: evaluations.Side, stack: str) -
             if exc.status != NO_STACK:
                 raise
             sides.append(empty)
+            missing.append(exc)
+    if len(missing) == 2:  # a misspelt stack is not "no change"
+        raise evaluations.EvaluationError("both sides", 2, f"no stack file Pulumi.{stack}.yaml on either side")
     return sides[0], sides[1]
 
 
 def diff(args: argparse.Namespace) -> int:
+    """Any failure is status 2: 1 must only ever mean "changes" (CI reads it)."""
+    try:
+        return _diff(args)
+    except Exception as exc:  # noqa: BLE001 - reported, and never mistaken for a change
+        print(f"error: nina diff failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _diff(args: argparse.Namespace) -> int:
     try:
         repo = evaluations.git_root(Path(args.cwd or "."))
     except Exception:
@@ -55,6 +68,9 @@ def diff(args: argparse.Namespace) -> int:
         repo = Path(args.head_dir)
     with evaluations.temporary() as tmp:
         try:
+            for given in (args.base_dir, args.head_dir):
+                if given and not (Path(given) / "Pulumi.yaml").is_file():
+                    raise evaluations.EvaluationError(given, 2, f"{given} is not a project directory (no Pulumi.yaml)")
             if args.base_dir:
                 base = evaluations.Side(args.base_dir, Path(args.base_dir))
             else:

@@ -90,29 +90,43 @@ def offline_id(type_token: str, name: str) -> str:
     return f"{kind.lower()}-{name}-{hashlib.sha256(f'{type_token}/{name}'.encode()).hexdigest()[:12]}"
 
 
+def references(res: Resource) -> tuple[str, ...]:
+    """How other resources' inputs name this one's outputs offline: its id, and the placeholders of its computed
+    outputs ("[computed: tls LocallySignedCert <name> certPem]")."""
+    package, kind = res.type.split(":", 1)[0], res.type.rsplit(":", 1)[-1]
+    return (offline_id(res.type, res.name), f"[computed: {package} {kind} {res.name} ")
+
+
 def _follow_replacements(changes: list[Change], after: dict[str, Resource], head: dict[str, Any], project: str) -> None:
-    """A replaced resource gets a new id in the cloud, which the offline ids cannot show: whatever refers to it
-    changes too (a delivery whose triggers hold the VM's id is replaced with it, a port attachment updated)."""
-    changed = {c.resource.key for c in changes}
-    replaced = [c.resource for c in changes if c.kind == REPLACE]
-    while replaced:
-        following: list[Resource] = []
-        for gone in replaced:
-            ident = offline_id(gone.type, gone.name)
-            for key, res in sorted(after.items()):
-                if key in changed:
-                    continue
-                props = sorted(p for p, v in res.inputs.items() if ident in json.dumps(v))
-                if not props:
-                    continue
-                causes = {
-                    p: f"follows the replacement of {gone.name} ({why})"
-                    for p in props if (why := replacements.replaced_by(res.type, p, res.replace_on_changes))
-                }
-                change = Change(REPLACE if causes else UPDATE, res, urn(head, project, key), props, causes, before=res)
-                changes.append(change)
-                changed.add(key)
-                if causes:
-                    following.append(res)
-        replaced = following
+    """A replaced resource gets a new id and new outputs in the cloud, which offline values cannot show: whatever
+    refers to them changes too (a delivery whose triggers hold the VM's id is replaced with it; one that carries a
+    re-issued certificate is updated), transitively."""
+    by_key = {c.resource.key: c for c in changes}
+    todo = [c.resource for c in changes if c.kind == REPLACE]
+    while todo:
+        gone = todo.pop(0)
+        names = references(gone)
+        for key, res in sorted(after.items()):
+            if key == gone.key:
+                continue
+            props = sorted(p for p, v in res.inputs.items() if any(n in json.dumps(v) for n in names))
+            if not props:
+                continue
+            causes = {
+                p: f"follows the replacement of {gone.name} ({why})"
+                for p in props if (why := replacements.replaced_by(res.type, p, res.replace_on_changes))
+            }
+            existing = by_key.get(key)
+            if existing is None:
+                existing = by_key[key] = Change(UPDATE, res, urn(head, project, key), [], {}, before=res)
+                changes.append(existing)
+            elif existing.kind in (CREATE, DELETE):
+                continue
+            existing.properties = sorted(set(existing.properties) | set(props))
+            new_causes = {p: w for p, w in causes.items() if p not in existing.causes}
+            if new_causes:
+                existing.causes.update(new_causes)
+                if existing.kind != REPLACE:
+                    existing.kind = REPLACE
+                    todo.append(res)
     changes.sort(key=lambda c: c.resource.key)

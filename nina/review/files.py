@@ -27,6 +27,7 @@ class FileChange:
     secret: bool
     diff: list[str] = field(default_factory=list)  # unified diff lines; empty for a secret
     units: list[str] = field(default_factory=list)  # delivered files: what nina-deliver does to which unit
+    note: str = ""  # e.g. a value only the apply knows (a re-issued certificate)
 
 
 def decode_user_data(data: str) -> str:
@@ -52,7 +53,7 @@ def cloud_config_files(text: str) -> dict[str, dict[str, Any]]:
     return files
 
 
-def _secret(path: str, mode: str) -> bool:
+def is_secret(path: str, mode: str) -> bool:
     return path.startswith(layout.SECRETS_DIR + "/") or not (int(mode, 8) & 0o004)
 
 
@@ -67,7 +68,7 @@ def compare_files(before: dict[str, dict[str, Any]], after: dict[str, dict[str, 
         if old == new:
             continue
         mode = (new or old or {}).get("mode", "0644")
-        secret = _secret(path, mode) or (old is not None and _secret(path, old.get("mode", "0644")))
+        secret = is_secret(path, mode) or (old is not None and is_secret(path, old.get("mode", "0644")))
         status = ADDED if old is None else REMOVED if new is None else CHANGED
         diff = [] if secret else _diff(path, (old or {}).get("content", ""), (new or {}).get("content", ""))
         units = list((new or old or {}).get("units", []))
@@ -82,16 +83,27 @@ def user_data_changes(before: str | None, after: str | None) -> tuple[list[FileC
     return compare_files(old, new), len((before or "").encode()), len((after or "").encode())
 
 
+HOSTS_BLOCK = "/etc/hosts (nina block)"
+
+
 def delivery_files(stdin: str | None) -> dict[str, dict[str, Any]]:
+    """The delivered files by path, and the /etc/hosts block nina-deliver maintains as one more (with the units
+    that follow it)."""
     if not stdin:
         return {}
     try:
         payload = json.loads(stdin)
     except json.JSONDecodeError:  # masked ("[secret]"): nothing to compare
         return {}
-    return {f["path"]: {"content": f["content"], "mode": f["mode"], "units": f.get("units", [])} for f in payload.get("files", [])}
+    files = {f["path"]: {"content": f["content"], "mode": f["mode"], "units": f.get("units", [])} for f in payload.get("files", [])}
+    if payload.get("hosts"):
+        files[HOSTS_BLOCK] = {"content": payload["hosts"], "mode": "0644", "units": payload.get("hosts_units", [])}
+    return files
 
 
-def restarts(changes: list[FileChange]) -> list[str]:
-    """What nina-deliver will do, "action:unit", for the delivered files that change."""
-    return sorted({u for c in changes if c.status != REMOVED for u in c.units})
+def restarts(changes: list[FileChange], files: dict[str, dict[str, Any]]) -> list[str]:
+    """What nina-deliver will do, "action:unit": for the delivered files that change, and the units it runs at every
+    delivery ("ensure:")."""
+    acted = {u for c in changes if c.status != REMOVED for u in c.units}
+    acted |= {u for f in files.values() for u in f.get("units", []) if u.startswith("ensure:")}
+    return sorted(acted)
