@@ -105,6 +105,7 @@ def synthetic_stack(federations: int, supernodes: int) -> dict[str, Any]:
         "nina:organisations": orgs,
         "nina:federations": feds,
         "nina:database": test["nina:database"],
+        "nina:monitoring": {"test_stack": True},  # a benchmark: alerts reach nobody, on purpose
     }
 
 

@@ -203,7 +203,9 @@ def cloud_config(cfg: StackConfig, host: Host) -> dict[str, Any]:
         "package_upgrade": True,
         "groups": [SYSTEM_GROUP],
         "users": users,
-        "ssh_authorized_keys": list(cfg.admin.ssh_public_keys),
+        # The delivery's key only: the operators' keys are delivered (layout.OPERATOR_KEYS_DIR), so a change to
+        # them replaces no VM.
+        "ssh_authorized_keys": [cfg.admin.delivery_public_key],
         "ssh_pwauth": False,
         "disable_root": True,
         "packages": packages,

@@ -38,7 +38,7 @@ from nina.catalog.roles import (
 )
 from nina.config import NAMESPACE, Host, StackConfig
 from nina.onhost import CHECK, JUPYTER_ACCESS, REALM, program_source
-from nina.plan import backups, checklist, flower, notebook, openvpn, scrape
+from nina.plan import alerts, backups, checklist, flower, notebook, openvpn, scrape
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,13 @@ def _key_mode(owner: str) -> str:
     # A key owned by its service user is private to it; a root-owned key is shared with the service's group, unless
     # that group is root too (OpenVPN reads its key as root and warns about any group or other access).
     return "0640" if owner.startswith("root:") and owner != "root:root" else "0600"
+
+
+def operators(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """The operators' SSH keys (nina:admin.ssh_public_keys), read by sshd at each login: delivered, so adding or
+    removing an operator changes this file alone (README "Deploying for real")."""
+    keys = "".join(f"{k}\n" for k in src.cfg.admin.ssh_public_keys)
+    yield Deliverable(f"{layout.OPERATOR_KEYS_DIR}/{src.cfg.admin.ssh_user}", keys, "root:root", "0644", ())
 
 
 def trust(src: Sources, host: Host) -> Iterable[Deliverable]:
@@ -187,9 +194,16 @@ def notebooks(src: Sources, host: Host) -> Iterable[Deliverable]:
 
 def monitoring(src: Sources, host: Host) -> Iterable[Deliverable]:
     """Prometheus targets and alert rules, Alertmanager's routing and the alert dashboard (nina/plan/scrape.py): they
-    change with the stack, not the host, so they are delivered rather than in user-data. No secrets."""
+    change with the stack, not the host, so they are delivered rather than in user-data; and the secrets
+    Alertmanager's routes use (the relay's password; the webhook's URL, inside its config)."""
     if host.has("monitoring"):
         for path, (content, units) in scrape.monitoring_files(src.cfg).items():
+            if path == layout.ALERTMANAGER_PATH and src.cfg.monitoring.webhook:
+                # The webhook's URL carries its channel's token: the file holds it, for Alertmanager's group only.
+                url = pulumi.Config(NAMESPACE).require_secret("alert_webhook_url")
+                routed = url.apply(lambda u: alerts.alertmanager_yaml(src.cfg, u))
+                yield Deliverable(path, routed, "root:prometheus", "0640", units)
+                continue
             yield Deliverable(path, content, "root:root", "0644", units)
         if src.cfg.smtp.username:
             # Alertmanager (user prometheus on Ubuntu) reads it through smtp_auth_password_file.
@@ -245,7 +259,7 @@ def realm(src: Sources, host: Host) -> Iterable[Deliverable]:
 
 # The payload's order; each producer is independent.
 PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
-    trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, runtime, notebooks, monitoring, backup_credentials,
+    operators, trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, runtime, notebooks, monitoring, backup_credentials,
     validation, realm,
 )
 

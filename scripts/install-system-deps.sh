@@ -17,6 +17,7 @@ PACKAGES=(
   prometheus-alertmanager # amtool check-config
   python3-venv            # scripts/test.sh creates .venv
   openssh-client          # ssh-keygen judges SuperNode/operator keys
+  openssh-server          # sshd -t judges the rendered sshd drop-in (never started: policy-rc.d below)
   iputils-ping            # ping through the real OpenVPN tunnel (tests/test_vpn_tunnel.py)
   logrotate               # logrotate -d on the VPN host's log rotation
   prometheus-blackbox-exporter # --config.check on the monitoring host's probe modules

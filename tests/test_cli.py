@@ -79,9 +79,10 @@ def test_no_warning_once_the_ssh_key_is_set(project_copy: Callable[[str, dict[st
     assert json.loads(proc.stdout)["stack"] == "test"
 
 
-def test_unconfigured_alert_mail_is_a_warning(preview: Preview) -> None:
-    # Neither stack sets nina:monitoring yet: an operator must see that alerts would go nowhere.
-    assert "warning: nina:monitoring is not set: alerts would mail ops@" in preview.stderr
+def test_a_test_stack_that_routes_alerts_nowhere_says_so(preview: Preview) -> None:
+    # Only a stack that says test_stack: true may route alerts nowhere (others are refused): the preview says so.
+    said = "warning: nina:monitoring.test_stack: alerts reach nobody on this stack" in preview.stderr
+    assert said == preview.cfg.monitoring.test_stack
 
 
 def test_configured_alert_mail_delivers_the_smtp_password_as_a_secret(project_copy: Callable[[str, dict[str, Any]], Any]) -> None:
@@ -93,7 +94,7 @@ def test_configured_alert_mail_delivers_the_smtp_password_as_a_secret(project_co
     masked = run_nina("preview", "--stack", "uat", "--json", "--cwd", str(root))
     plain = run_nina("preview", "--stack", "uat", "--json", "--show-secrets", "--cwd", str(root))
     assert masked.returncode == 0 and plain.returncode == 0, masked.stderr
-    assert "nina:monitoring is not set" not in masked.stderr
+    assert "alerts reach nobody" not in masked.stderr
 
     def payload(stdout: str) -> Any:
         (deliver,) = [r for r in json.loads(stdout)["resources"] if r["name"] == "deliver-monitoring"]

@@ -31,7 +31,7 @@ import yaml
 from conftest import COMMAND, DATA, STACKS, HostRender, Preview, delivered
 
 from cloudinit import render
-from nina.catalog import databases, versions
+from nina.catalog import databases, layout, versions
 from nina.catalog.ports import NODE_EXPORTER_PORT
 from nina.catalog.roles import APP_USERS, BASE_UNITS, ROLES, SYSTEM_GROUP
 from nina.config import Host
@@ -167,7 +167,7 @@ def test_base_packages_and_directories(preview: Preview) -> None:
         doc = rendered.cloud_config
         assert {"prometheus-node-exporter", "nftables"} <= set(doc["packages"]), host.name
         assert doc["ssh_pwauth"] is False and doc["disable_root"] is True
-        assert doc["ssh_authorized_keys"] == list(preview.cfg.admin.ssh_public_keys)
+        assert doc["ssh_authorized_keys"] == [preview.cfg.admin.ssh_public_keys[0]]  # the delivery's; operators' are delivered
         scripts = "\n".join(f["content"] for f in shell_files(rendered))
         assert re.search(rf"ensure_dir /var/lib/nina root {SYSTEM_GROUP} 07[0-7]0", scripts), host.name
 
@@ -207,6 +207,32 @@ def test_sshd_is_hardened(preview: Preview) -> None:
         assert settings.get("passwordauthentication") == "no", host.name
         assert settings.get("permitrootlogin") == "no", host.name
         assert settings.get("kbdinteractiveauthentication") == "no", host.name
+        # The operators' keys come from the delivered file, the delivery's own from user-data alone.
+        assert settings.get("authorizedkeysfile") == f".ssh/authorized_keys {layout.OPERATOR_KEYS_DIR}/%u", host.name
+        assert rendered.cloud_config["ssh_authorized_keys"] == [preview.cfg.admin.delivery_public_key], host.name
+
+
+@pytest.mark.skipif(not shutil.which("sshd") and not Path("/usr/sbin/sshd").exists(), reason="sshd (openssh-server) is installed by scripts/install-system-deps.sh")
+def test_sshd_accepts_the_rendered_drop_in(preview: Preview, tmp_path: Path) -> None:
+    """sshd -t itself: the drop-in as sshd reads it, with a throwaway host key (sshd refuses a config it cannot load)."""
+    key = tmp_path / "host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    for host, rendered in hosts(preview):
+        (conf,) = rendered.files(lambda p: p == SSHD_CANDIDATE)
+        path = tmp_path / f"{host.name}.conf"
+        path.write_text(conf["content"])
+        done = _sshd_check(path, key)
+        assert done.returncode == 0, host.name + done.stderr
+    broken = tmp_path / "broken.conf"
+    broken.write_text(conf["content"] + "AuthorizedKeysFiles nowhere\n")
+    assert _sshd_check(broken, key).returncode != 0
+
+
+def _sshd_check(config: Path, host_key: Path) -> subprocess.CompletedProcess[str]:
+    """sshd -t in a mount namespace of its own, with the privilege-separation directory it insists on (nothing of
+    this machine's /run changes)."""
+    script = f"mount -t tmpfs lab /run && mkdir -m 0755 /run/sshd && exec /usr/sbin/sshd -t -f {config} -o HostKey={host_key}"
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], capture_output=True, text=True)
 
 
 def metadata_guards(rendered: HostRender) -> list[dict[str, Any]]:

@@ -218,7 +218,13 @@ CASES: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
         "nina:federations.uat-cardiac.members.nowhere",
         "is not an organisation",
     ),
-    ("alert-email-malformed", "test", _set(("nina:monitoring",), {"alert_email": ["ops at qcif"]}), "nina:monitoring.alert_email[0]", "not an email address"),
+    ("alert-email-malformed", "test", _set(("nina:monitoring",), {"alert_email": ["ops at qcif"], "test_stack": True}), "nina:monitoring.alert_email[0]", "not an email address"),
+    # Alerts must reach a person (§5.3): a stack that routes them nowhere is refused unless it says it is a test stack.
+    ("alerts-routed-nowhere", "uat", _delete(("nina:monitoring",)), "nina:monitoring", "alerts would reach nobody"),
+    ("alerts-routed-nowhere-in-test", "test", _delete(("nina:monitoring",)), "nina:monitoring", "a test stack says test_stack: true"),
+    ("alert-email-without-relay", "uat", _delete(("nina:smtp",)), "nina:smtp.host", "is required to mail nina:monitoring.alert_email"),
+    ("alert-webhook-not-https", "uat", _set(("nina:alert_webhook_url",), "http://chat.example.org/hook"), "nina:alert_webhook_url", "must be an https:// URL"),
+    ("alert-webhook-two-lines", "uat", _set(("nina:alert_webhook_url",), "https://chat.example.org/a\nb"), "nina:alert_webhook_url", "must be an https:// URL"),
     ("smtp-host-with-port", "test", _set(("nina:smtp",), {"host": "smtp.qcif.edu.au:587"}), "nina:smtp.host", "must be a host name"),
     ("smtp-user-without-password", "test", _set(("nina:smtp",), {"host": "smtp.qcif.edu.au", "username": "nina"}), "nina:smtp.username", "nina:smtp_password"),
     ("smtp-password-without-user", "test", _set(("nina:smtp_password",), "s3cret"), "nina:smtp_password", "username is not"),
@@ -333,3 +339,14 @@ def test_mail_settings_and_people_are_typed() -> None:
     raw["nina:people"] = {"alice": {"name": "Alice Ng", "email": "alice@uq.edu.au", "federations": ["test-fl"]}, "ops": {"name": "Ops", "email": "ops@qcif.edu.au", "role": "admin"}}
     people = parse(encode(raw)).people
     assert people["alice"].federations == ("test-fl",) and not people["alice"].admin and people["ops"].admin
+
+
+def test_a_webhook_alone_routes_alerts() -> None:
+    raw = raw_config("uat")
+    del raw["nina:monitoring"], raw["nina:smtp"]
+    raw["nina:alert_webhook_url"] = "https://chat.example.org/hooks/T0/B0/abc-123"
+    assert problems(raw) == []
+    from nina.config import parse
+
+    cfg = parse(encode(raw))
+    assert cfg.monitoring.webhook and cfg.monitoring.configured and not cfg.monitoring.test_stack

@@ -342,3 +342,21 @@ def test_every_rule_names_an_input_of_the_pinned_sdk() -> None:
         assert set(props) <= names, (token, set(props) - names)
         checked += 1
     assert checked > 40
+
+
+def test_removing_an_operator_key_replaces_no_vm(project: Project) -> None:
+    """Operators' keys are delivered (only the delivery's own key is in user-data): adding or removing one changes
+    every host's delivery of that one file, and nothing else."""
+    base = raw_config("test")
+    second = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ3ua0oX8YWcHh0yG1m3ZC3cNq2Ezb4wH8ZT7WZr3Jd2 departed@qcif.edu.au"
+    base["nina:admin"]["ssh_public_keys"].append(second)
+    head = copy.deepcopy(base)
+    head["nina:admin"]["ssh_public_keys"].remove(second)
+    status, result = nina_diff(project("a", "test", stack_file(base)), project("b", "test", stack_file(head)))
+    assert status == 1 and result["danger"] == []
+    assert set(kinds(result)) == {"update"} and all(n.startswith("Command:deliver-") for n in kinds(result)["update"])
+    keys_file = f"{layout.OPERATOR_KEYS_DIR}/{base['nina:admin']['ssh_user']}"
+    for h in result["hosts"]:
+        assert not h["replaced"] and h["user_data"] == []
+        (changed,) = h["delivery"]
+        assert changed["path"] == keys_file and f"-{second}" in changed["diff"]

@@ -73,7 +73,10 @@ def test_the_zone_must_hold_the_public_domain() -> None:
 def test_lets_encrypt_gets_a_contact_address(project_copy: Any, preview: Preview) -> None:
     ingress = preview.cfg.the_host_with("ingress").name
     certbot = next(f["content"] for f in preview.hosts[ingress].write_files if f["path"].endswith("nina-certbot.service"))
-    assert "--register-unsafely-without-email" in certbot  # neither nina:dns.acme_email nor alert addresses set
+    if preview.cfg.acme_contact is None:  # neither nina:dns.acme_email nor alert addresses set
+        assert "--register-unsafely-without-email" in certbot
+    else:  # the first alert address
+        assert f"--email {preview.cfg.monitoring.alert_email[0]} " in certbot
     config = yaml.safe_load((ROOT / "Pulumi.test.yaml").read_text())["config"]
     config["nina:dns"]["acme_email"] = "pki@qcif.edu.au"
     out = project_copy("test", config)

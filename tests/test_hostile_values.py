@@ -78,9 +78,10 @@ def full_config() -> dict[str, Any]:
     """uat with every optional key set, so every field gets its turn."""
     raw = raw_config("uat")
     raw["nina:dns"].update(public_zone="nina.qcif.edu.au", acme_email="ops@qcif.edu.au")
-    raw["nina:monitoring"] = {"alert_email": ["ops@qcif.edu.au"]}
+    raw["nina:monitoring"] = {"alert_email": ["ops@qcif.edu.au"], "test_stack": False}
     raw["nina:smtp"] = {"host": "smtp.qcif.edu.au", "port": 587, "from": "alerts@qcif.edu.au", "username": "nina-alerts"}
     raw["nina:smtp_password"] = "relay-password-1"
+    raw["nina:alert_webhook_url"] = "https://chat.example.org/hooks/nina-ops"
     raw["nina:people"] = {
         "ana": {"name": "Ana Lima", "email": "ana@uq.edu.au", "federations": ["uat-cardiac"]},
         "ops": {"name": "Operations", "email": "ops@qcif.edu.au", "role": "admin"},

@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -288,11 +289,14 @@ def test_amtool_accepts_alertmanager_yml(stack: Preview, tmp_path: Path) -> None
     assert _amtool_check(broken, tmp_path).returncode != 0
 
 
-def test_alerts_mail_operations_by_severity(stack: Preview, tmp_path: Path) -> None:
+def test_alerts_reach_operations_by_severity(stack: Preview, tmp_path: Path) -> None:
     document = alerts.alertmanager_document(stack.cfg)
     (receiver,) = document["receivers"]
-    assert [c["to"] for c in receiver["email_configs"]] == [f"ops@{stack.cfg.dns.public_domain}"]
-    assert document["global"]["smtp_smarthost"] == "localhost:25"
+    if stack.cfg.monitoring.test_stack:  # the offline test stack: nobody, on purpose (and said in the stack file)
+        assert receiver == {"name": "ops"}
+    else:
+        assert [c["to"] for c in receiver["email_configs"]] == list(stack.cfg.monitoring.alert_email)
+        assert document["global"]["smtp_smarthost"] == stack.cfg.smtp.smarthost != "localhost:25"
     routes = {r["matchers"][0]: r for r in document["route"]["routes"]}
     assert routes['severity="high"']["repeat_interval"] == "1h"
     assert routes['severity="low"']["repeat_interval"] == "24h"
@@ -319,6 +323,69 @@ def test_mail_settings_follow_the_monitoring_and_smtp_config_keys(previews: dict
     assert [c["to"] for c in document["receivers"][0]["email_configs"]] == ["ops@qcif.edu.au", "oncall@qcif.edu.au"]
     result = _amtool_check(alerts.alertmanager_yaml(cfg), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_fired_alert_reaches_the_webhook_through_the_real_alertmanager(previews: dict[str, Preview], tmp_path: Path) -> None:
+    """The rendered routing, run by Debian's Alertmanager on loopback: an alert posted to its API arrives at the
+    webhook (a chat channel's bridge) the stack's secret names."""
+    import http.server
+    import json as json_
+    import socket
+    import threading
+    import urllib.request
+
+    received: list[dict[str, Any]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            received.append(json_.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    hook = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    cfg = dataclasses.replace(previews["uat"].cfg, monitoring=Monitoring(("ops@qcif.edu.au",), webhook=True))
+    # The delivered config with the secret URL in it: here, this test's listener.
+    document = alerts.alertmanager_document(cfg, f"http://127.0.0.1:{hook.server_port}/nina")
+    (webhook,) = document["receivers"][0]["webhook_configs"]
+    assert webhook == {"url": f"http://127.0.0.1:{hook.server_port}/nina", "send_resolved": True}
+    assert [c["to"] for c in document["receivers"][0]["email_configs"]] == ["ops@qcif.edu.au"]
+    for route in [document["route"], *document["route"]["routes"]]:
+        route["group_wait"] = "1s"  # the same routes, without the minute's wait
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(document))
+    with socket.socket() as s_:
+        s_.bind(("127.0.0.1", 0))
+        api = s_.getsockname()[1]
+    manager = subprocess.Popen(
+        [tool("prometheus-alertmanager"), f"--config.file={tmp_path / 'alertmanager.yml'}", f"--storage.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{api}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        alert = [{"labels": {"alertname": "SiteVpnDown", "severity": "high", "host": "vpn", "instance": "metro-north"},
+                  "annotations": {"summary": "metro-north's tunnel is down"}}]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{api}/api/v2/alerts", json_.dumps(alert).encode(), {"Content-Type": "application/json"})
+                urllib.request.urlopen(request, timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and manager.poll() is None, manager.stderr.read() if manager.stderr else ""
+                time.sleep(0.3)
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert received, "no notification reached the webhook"
+        (notification,) = received[:1]
+        assert notification["receiver"] == "ops" and notification["status"] == "firing"
+        assert [a["labels"]["alertname"] for a in notification["alerts"]] == ["SiteVpnDown"]
+    finally:
+        manager.terminate()
+        manager.wait(timeout=30)
+        hook.shutdown()
 
 
 # --------------------------------------------------------------------------------------------------------- Grafana
@@ -501,3 +568,26 @@ def test_probes_of_a_dedicated_monitoring_host_pass_its_security_groups(previews
     """UAT's monitoring VM carries no other role: SuperLink /health and the JupyterHub TLS probe need their rows to
     name it as a source (the SuperLink proxy's health.conf already allows the monitoring host's address)."""
     assert _unreachable_probes(previews["uat"].cfg) == []
+
+
+def test_the_webhook_url_is_delivered_inside_the_config_for_alertmanager_only(project_copy: Any) -> None:
+    """The URL carries the channel's token: a Pulumi secret, in alertmanager.yml delivered root:prometheus 0640 (and
+    never in user-data); without --show-secrets the preview does not print it."""
+    import yaml as yaml_
+
+    from tests.conftest import ROOT, run_nina
+
+    raw = yaml_.safe_load((ROOT / "Pulumi.uat.yaml").read_text())["config"]
+    url = "https://chat.example.org/hooks/nina-ops-7f3a"
+    project = project_copy("uat", {**raw, "nina:alert_webhook_url": url})
+    shown = run_nina("preview", "--stack", "uat", "--json", "--show-secrets", "--cwd", str(project))
+    assert shown.returncode == 0, shown.stderr
+    resources = json.loads(shown.stdout)["resources"]
+    (deliver,) = [r for r in resources if r["name"] == "deliver-monitoring"]
+    files = {f["path"]: f for f in json.loads(deliver["inputs"]["stdin"])["files"]}
+    config = files[layout.ALERTMANAGER_PATH]
+    assert (config["owner"], config["mode"]) == ("root:prometheus", "0640")
+    assert yaml.safe_load(config["content"])["receivers"][0]["webhook_configs"] == [{"url": url, "send_resolved": True}]
+    assert all(url not in json.dumps(r["inputs"]) for r in resources if r["type"] == "openstack:compute/instance:Instance")
+    hidden = run_nina("preview", "--stack", "uat", "--json", "--cwd", str(project))
+    assert hidden.returncode == 0 and url not in hidden.stdout

@@ -11,6 +11,7 @@ table (nina/catalog/roles.py).
 from __future__ import annotations
 
 CA_TRUST_PATH = "/usr/local/share/ca-certificates/nina-local-ca.crt"  # update-ca-certificates picks it up
+OPERATOR_KEYS_DIR = "/etc/ssh/nina-operators"  # <user>: the operators' keys, delivered (sshd's AuthorizedKeysFile)
 CA_PEM = "/etc/ssl/certs/nina-local-ca.pem"  # the same CA, at a fixed absolute path for flwr and nginx
 SECRETS_DIR = "/etc/nina/secrets"  # root:fl_system 0750; one env file per service
 STATE_DIR = "/var/lib/nina"  # on the host's state volume when it has one (§4.1.1), which outlives the VM

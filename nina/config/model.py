@@ -31,9 +31,11 @@ class Cloud:
 @dataclass(frozen=True)
 class Admin:
     ssh_cidrs: tuple[IPNet, ...]
-    ssh_public_keys: tuple[str, ...]
+    ssh_public_keys: tuple[str, ...]  # the operators' keys: delivered, so adding or removing one replaces no VM
     ssh_user: str
     jump_host: str  # host with a floating IP that pulumi-command and operators go through
+    # The public half of nina:ssh_private_key, the one key in user-data: the delivery connects with it.
+    delivery_public_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,13 +157,17 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class Monitoring:
-    """Who Alertmanager mails (§5.3). Absent from a stack: ops@<public_domain>; the preview warns."""
+    """Where Alertmanager sends alerts (§5.3): mail to `alert_email` through nina:smtp, and/or the webhook in the
+    secret nina:alert_webhook_url (a chat channel's bridge). A stack with neither is refused unless it says
+    `test_stack: true`: then alerts reach nobody, on purpose."""
 
     alert_email: tuple[str, ...] = ()
+    webhook: bool = False  # the secret nina:alert_webhook_url is set
+    test_stack: bool = False
 
     @property
     def configured(self) -> bool:
-        return bool(self.alert_email)
+        return bool(self.alert_email) or self.webhook
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def _parse_cloud(r: Reader, raw: Any) -> Cloud:
 
 def _parse_admin(r: Reader, raw: Any) -> Admin:
     p = "nina:admin"
-    d = r.mapping(raw, p, ("ssh_cidrs", "ssh_public_keys", "ssh_user", "jump_host"))
+    d = r.mapping(raw, p, ("ssh_cidrs", "ssh_public_keys", "ssh_user", "jump_host", "delivery_public_key"))
     cidrs = []
     for i, c in enumerate(r.strings(d, "ssh_cidrs", p)):
         net = r.network(c, f"{p}.ssh_cidrs[{i}]")
@@ -73,7 +73,12 @@ def _parse_admin(r: Reader, raw: Any) -> Admin:
     user = r.string(d, "ssh_user", p, "ubuntu")
     if user:
         r.matches(user, LINUX_USER, f"{p}.ssh_user", "a Linux user name (lowercase letters, digits, '_' and '-', max 32)")
-    return Admin(tuple(cidrs), tuple(k.strip() for k in keys), user, r.string(d, "jump_host", p))
+    # The key pulumi's delivery connects with (nina:ssh_private_key's public half): the first operator key unless
+    # named; only it is in user-data.
+    delivery = d.get("delivery_public_key", keys[0] if keys else "")
+    if "delivery_public_key" in d:
+        r.ssh_public_key(delivery, f"{p}.delivery_public_key")
+    return Admin(tuple(cidrs), tuple(k.strip() for k in keys), user, r.string(d, "jump_host", p), str(delivery).strip())
 
 
 def _parse_dns(r: Reader, raw: Any) -> Dns:
@@ -111,15 +116,27 @@ def _parse_database(r: Reader, raw: Any) -> DatabaseSettings:
 
 
 
-def _parse_monitoring(r: Reader, raw: Any) -> Monitoring:
+def _parse_monitoring(r: Reader, raw: Any, webhook: bool) -> Monitoring:
     p = "nina:monitoring"
     if raw is None:
-        return Monitoring()
-    d = r.mapping(raw, p, ("alert_email",))
-    emails = r.strings(d, "alert_email", p)
+        return Monitoring(webhook=webhook)
+    d = r.mapping(raw, p, ("alert_email", "test_stack"))
+    emails = r.strings(d, "alert_email", p, required=False)
     for i, address in enumerate(emails):
         r.matches(address, EMAIL, f"{p}.alert_email[{i}]", "an email address")
-    return Monitoring(tuple(emails))
+    return Monitoring(tuple(emails), webhook, r.boolean(d, "test_stack", p, False))
+
+
+def _check_alert_route(r: Reader, monitoring: Monitoring, smtp: Smtp) -> None:
+    """Alerts must reach a person (§5.3): mail through a relay, or a webhook; only a test stack may say none."""
+    if monitoring.alert_email and not smtp.configured:
+        r.problem(f"{NAMESPACE}:smtp.host", "is required to mail nina:monitoring.alert_email (no relay listens on localhost:25)")
+    if not monitoring.configured and not monitoring.test_stack:
+        r.problem(
+            f"{NAMESPACE}:monitoring",
+            "alerts would reach nobody: set alert_email (with nina:smtp), or the secret nina:alert_webhook_url "
+            "(pulumi config set --secret); a test stack says test_stack: true",
+        )
 
 
 SMTP_HOST = re.compile(r"([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}")
@@ -255,6 +272,9 @@ def _check_secret_values(r: Reader, raw: Mapping[str, Any]) -> None:
     smtp = raw.get(f"{NAMESPACE}:smtp_password")
     if smtp is not None and not (isinstance(smtp, str) and 0 < len(smtp) <= 256 and TEXT.fullmatch(smtp)):
         r.problem(f"{NAMESPACE}:smtp_password", "must be one line of printable text, at most 256 characters")
+    webhook = raw.get(f"{NAMESPACE}:alert_webhook_url")
+    if webhook is not None and not (isinstance(webhook, str) and WEBHOOK.fullmatch(webhook)):
+        r.problem(f"{NAMESPACE}:alert_webhook_url", "must be an https:// URL of at most 2048 characters, without spaces or quotes")
 
 
 KNOWN_KEYS = (
@@ -263,9 +283,12 @@ KNOWN_KEYS = (
 )
 # Secrets the program reads (`pulumi config set --secret nina:<key>`). Required ones must be set before
 # `pulumi up`; optional ones are generated (random) when absent: the role table's credentials an operator may set,
-# and the SMTP relay's password (with nina:smtp.username).
+# the SMTP relay's password (with nina:smtp.username) and the alert webhook's URL (it carries the channel's token).
 REQUIRED_SECRETS: tuple[str, ...] = ("ssh_private_key",)  # the operators' key pulumi-command connects with
-OPTIONAL_SECRETS: tuple[str, ...] = PASSWORD_KEYS + ("smtp_password",)
+OPTIONAL_SECRETS: tuple[str, ...] = PASSWORD_KEYS + ("smtp_password", "alert_webhook_url")
+# Alertmanager reads the webhook's URL from a file (url_file): any https URL a chat bridge gives, nothing that breaks
+# out of one line.
+WEBHOOK = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*)?")
 SECRET_KEYS: tuple[str, ...] = REQUIRED_SECRETS + OPTIONAL_SECRETS
 
 
@@ -290,8 +313,9 @@ def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) ->
     hosts = parse_hosts(r, decode(raw, "hosts"), network)
     federations = parse_federations(r, decode(raw, "federations"), hosts, orgs)
     database = _parse_database(r, decode(raw, "database"))
-    monitoring = _parse_monitoring(r, decode(raw, "monitoring"))
+    monitoring = _parse_monitoring(r, decode(raw, "monitoring"), f"{NAMESPACE}:alert_webhook_url" in raw)
     smtp = _parse_smtp(r, decode(raw, "smtp"), f"{NAMESPACE}:smtp_password" in raw)
+    _check_alert_route(r, monitoring, smtp)
     people = _parse_people(r, decode(raw, "people"), federations)
     notebook = _parse_notebook(r, decode(raw, "notebook"))
     _check_cross(r, hosts, admin, orgs, network, federations)

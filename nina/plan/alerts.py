@@ -43,24 +43,35 @@ def rules_yaml() -> str:
 
 
 def _mail(cfg: StackConfig) -> dict[str, object]:
-    """Recipients from `nina:monitoring`, the relay from `nina:smtp` (shared with Keycloak). Without them:
-    ops@<public domain> through localhost:25, where no relay listens, so every notification fails loudly
-    (AlertmanagerNotificationsFailing in Grafana, the journal) instead of vanishing the way a null receiver would; the
-    preview warns about it."""
-    to = list(cfg.monitoring.alert_email or [f"ops@{cfg.dns.public_domain}"])
+    """The relay from `nina:smtp` (shared with Keycloak); config validation requires one for `alert_email`."""
     user = cfg.smtp.username
     auth: dict[str, object] = {"smtp_auth_username": user, "smtp_auth_password_file": SMTP_PASSWORD_PATH} if user else {}
-    return {"smtp_smarthost": cfg.smtp.smarthost, "smtp_from": cfg.mail_sender, **auth, "to": to}
+    return {"smtp_smarthost": cfg.smtp.smarthost, "smtp_from": cfg.mail_sender, **auth}
 
 
-def alertmanager_document(cfg: StackConfig) -> dict[str, Any]:
-    """Every alert mails operations, paced by severity (§5.3: high now and hourly, low as a daily reminder)."""
-    mail = _mail(cfg)
-    to = mail.pop("to")
-    assert isinstance(to, list)
+WEBHOOK_PLACEHOLDER = "https://webhook.invalid/nina:alert_webhook_url"  # where the secret URL goes at delivery
+
+
+def _receiver(cfg: StackConfig, webhook_url: str) -> dict[str, Any]:
+    """Operations: a mail to each of `alert_email` and/or a POST of Alertmanager's JSON to the webhook. Neither only
+    in a stack that says test_stack: true (config validation). The webhook's URL is a secret (it carries the
+    channel's token) and goes into the file itself, readable by Alertmanager's group only: Ubuntu 24.04's
+    Alertmanager has no url_file."""
     subject = f"[NINA {cfg.environment}] " + "{{ .CommonLabels.severity }}: {{ .GroupLabels.alertname }} on {{ .GroupLabels.host }}"
+    receiver: dict[str, Any] = {"name": "ops"}
+    if cfg.monitoring.alert_email:
+        receiver["email_configs"] = [
+            {"to": address, "send_resolved": True, "headers": {"Subject": subject}} for address in cfg.monitoring.alert_email
+        ]
+    if cfg.monitoring.webhook:
+        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
+    return receiver
+
+
+def alertmanager_document(cfg: StackConfig, webhook_url: str = WEBHOOK_PLACEHOLDER) -> dict[str, Any]:
+    """Every alert reaches operations, paced by severity (§5.3: high now and hourly, low as a daily reminder)."""
     return {
-        "global": mail,
+        "global": _mail(cfg),
         "route": {
             "receiver": "ops",
             "group_by": ["alertname", "host"],
@@ -76,15 +87,13 @@ def alertmanager_document(cfg: StackConfig) -> dict[str, Any]:
             {"source_matchers": ['severity="high"'], "target_matchers": ['severity=~"medium|low"'], "equal": ["alertname", "instance", "mountpoint"]},
             {"source_matchers": ['severity="medium"'], "target_matchers": ['severity="low"'], "equal": ["alertname", "instance", "mountpoint"]},
         ],
-        "receivers": [
-            {"name": "ops", "email_configs": [{"to": address, "send_resolved": True, "headers": {"Subject": subject}} for address in to]}
-        ],
+        "receivers": [_receiver(cfg, webhook_url)],
     }
 
 
-def alertmanager_yaml(cfg: StackConfig) -> str:
+def alertmanager_yaml(cfg: StackConfig, webhook_url: str = WEBHOOK_PLACEHOLDER) -> str:
     header = "# Managed by nina-fl from nina/alerts.py (manual §5.2.1, §5.3); delivered over SSH, edits are overwritten.\n"
-    return header + yaml.safe_dump(alertmanager_document(cfg), sort_keys=False, width=200)
+    return header + yaml.safe_dump(alertmanager_document(cfg, webhook_url), sort_keys=False, width=200)
 
 
 # -------------------------------------------------------------------------------------------------------- dashboard
