@@ -10,6 +10,7 @@ to nina-deliver on the host as a secret payload.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ from nina.catalog.roles import (
     Source,
     env_variables,
 )
-from nina.config import NAMESPACE, Host, StackConfig
+from nina.config import NAMESPACE, Federation, Host, StackConfig
 from nina.onhost import CHECK, JUPYTER_ACCESS, REALM, program_source
 from nina.plan import alerts, backups, checklist, flower, notebook, openvpn, scrape
 
@@ -172,6 +173,26 @@ def federations(src: Sources, host: Host) -> Iterable[Deliverable]:
             yield Deliverable(path, content, "root:root", "0644", (f"reload-or-restart:{layout.SUPERLINK_PROXY_UNIT}",))
 
 
+def supernode_liveness(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Beside a SuperLink: the SuperNodes the stack registered there (federation, name, public key), and the
+    collector with its units (the superlink fragment's `delivered`) that reports when the SuperLink last heard from
+    each (alerts SuperNodeNotSeen, SuperNodeNotRegistered)."""
+    for fed in src.cfg.federations_served_by(host.name, "superlink"):
+        for f in cloudinit.delivered_files(src.cfg, host, "superlink"):
+            yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+        keys = [
+            pulumi.Output.from_input(sn.public_key if sn.public_key is not None else src.pki.supernode_keys[(fed.name, sn.name)].public_key_openssh)
+            for sn in fed.supernodes
+        ]
+
+        def document(values: list[str], fed: Federation = fed) -> str:
+            rows = [{"federation": fed.name, "name": sn.name, "public_key": k.strip()} for sn, k in zip(fed.supernodes, values)]
+            return json.dumps({"supernodes": rows}, indent=1, sort_keys=True) + "\n"
+
+        expected = pulumi.Output.all(*keys).apply(document) if keys else pulumi.Output.from_input(document([]))
+        yield Deliverable(layout.SUPERNODES_EXPECTED, expected, "root:root", "0644", ())
+
+
 def runtime(src: Sources, host: Host) -> Iterable[Deliverable]:
     """Beside a SuperLink or SuperNodes: the federation's runtime lock and the program and unit that build a venv
     from it (the runtime fragment's `delivered`); a new runtime rebuilds it in place."""
@@ -259,8 +280,8 @@ def realm(src: Sources, host: Host) -> Iterable[Deliverable]:
 
 # The payload's order; each producer is independent.
 PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
-    operators, trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, runtime, notebooks, monitoring, backup_credentials,
-    validation, realm,
+    operators, trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, supernode_liveness, runtime,
+    notebooks, monitoring, backup_credentials, validation, realm,
 )
 
 # Directories the payload needs that no package creates (secrets stay out of world-readable places).

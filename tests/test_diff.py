@@ -90,7 +90,10 @@ def test_adding_a_supernode_registers_it_and_delivers_one_host(project: Project)
     # Its key, its SuperExec secret and its registration: nothing else is made.
     assert changed["create"] == {"Command:register-test-fl-sn3", "PrivateKey:supernode-test-fl-sn3", "RandomPassword:superexec-test-fl-supernode-sn3"}
     assert result["registrations"]["added"] == ["test-fl-sn3"]
-    assert [h["name"] for h in result["hosts"]] == ["org-a-sn1"]
+    assert [h["name"] for h in result["hosts"]] == ["org-a-sn1", "superlink"]
+    monitored = host(result, "superlink")  # the SuperNodes monitoring expects, restarting nothing
+    assert [f["path"] for f in monitored["delivery"]] == [layout.SUPERNODES_EXPECTED]
+    assert monitored["restarts"] == [f"ensure:{layout.RUNTIME_UNIT}"]  # what every delivery runs (a no-op once built)
     sn1 = host(result, "org-a-sn1")
     assert not sn1["replaced"] and sn1["user_data"] == []
     added = {f["path"]: f for f in sn1["delivery"] if f["status"] == "added"}

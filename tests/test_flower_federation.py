@@ -83,13 +83,19 @@ def test_adding_or_removing_a_supernode_touches_only_that_supernode(project_copy
         "tls:index/privateKey:PrivateKey::supernode-test-fl-sn3",
         "random:index/randomPassword:RandomPassword::superexec-test-fl-supernode-sn3",  # its SuperExec's secret
         f"{COMMAND}::deliver-org-a-sn1",  # sn3's key and supernode.conf (and num-partitions=3 for its neighbours)
+        f"{COMMAND}::deliver-superlink",  # the SuperNodes monitoring expects there (supernodes.json): no restart
     }
     assert _changes(before, after_remove) == {
         f"{COMMAND}::register-test-fl-sn2",
         "tls:index/privateKey:PrivateKey::supernode-test-fl-sn2",
         "random:index/randomPassword:RandomPassword::superexec-test-fl-supernode-sn2",
         f"{COMMAND}::deliver-org-a-sn1",
+        f"{COMMAND}::deliver-superlink",
     }
+    superlink = {f["path"]: f for f in json.loads(after_add[(COMMAND, "deliver-superlink")]["stdin"])["files"]}
+    before_superlink = {f["path"]: f for f in json.loads(before[(COMMAND, "deliver-superlink")]["stdin"])["files"]}
+    assert {p for p in superlink if superlink[p] != before_superlink.get(p)} == {layout.SUPERNODES_EXPECTED}
+    assert superlink[layout.SUPERNODES_EXPECTED]["units"] == []
     # The delivery of the host that runs it now enables the new instance.
     payload = json.loads(after_add[(COMMAND, "deliver-org-a-sn1")]["stdin"])
     units = {u for f in payload["files"] for u in f["units"]}

@@ -16,6 +16,7 @@ from conftest import COMMAND, ROOT, wait_for
 from flower_lab import FED, FlowerLab
 
 from nina.catalog import layout, runtimes
+from nina.catalog.roles import ROLES
 from nina.plan import flower
 
 STRANGER = "stranger"  # a SuperNode instance whose key the stack never registered
@@ -45,6 +46,39 @@ def test_a_federated_run_of_scikit_learn_completes(flower_lab: FlowerLab) -> Non
     pinned = re.search(r"^scikit-learn==(\S+) ", lock.text(), re.M)
     assert pinned and found.group(1) == pinned.group(1)
     assert float(found.group(2)) > 0.75
+
+
+def test_monitoring_hears_which_supernodes_the_superlink_hears(flower_lab: FlowerLab) -> None:
+    """The delivered collector on the SuperLink host, run as its unit runs it, against the lab's real SuperLink: both
+    registered SuperNodes are known and online; a SuperNode the stack would list whose key the SuperLink does not
+    know is reported as not registered (the SuperNodeNotSeen / SuperNodeNotRegistered alerts read these)."""
+    import time
+
+    host = flower_lab.superlink
+    expected = json.loads(host.read(layout.SUPERNODES_EXPECTED))
+    assert {(r["federation"], r["name"]) for r in expected["supernodes"]} == {(FED, "sn1"), (FED, "sn2")}
+    stranger = host.run(["bash", "-c", "d=$(mktemp -d) && ssh-keygen -q -t ecdsa -b 384 -N '' -C '' -f $d/k && cat $d/k.pub"]).stdout.strip()
+    expected["supernodes"].append({"federation": FED, "name": "ghost", "public_key": stranger})
+    host.write("/tmp/supernodes.json", json.dumps(expected))
+    collect = (
+        f"d=$(mktemp -d) && install -m 0600 {layout.FLWR_LOCAL_CONFIG} $d/config.toml && "
+        f"FLWR_HOME=$d NINA_SUPERNODES_EXPECTED=/tmp/supernodes.json NINA_TEXTFILE_DIR=/tmp/textfile "
+        f"{ROLES['superlink'].python_venv}/bin/python {layout.SUPERNODE_METRICS_COMMAND}"
+    )
+    done = host.run(["bash", "-c", collect], check=False, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    metrics = {}
+    for line in host.read("/tmp/textfile/nina_supernodes.prom").splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            metrics[name] = float(value)
+    now = time.time()
+    for sn in ("sn1", "sn2"):
+        labels = f'{{federation="{FED}",supernode="{sn}"}}'
+        assert metrics[f"nina_supernode_registered{labels}"] == 1
+        assert metrics[f"nina_supernode_online_until_timestamp_seconds{labels}"] > now - 60, metrics
+    ghost = f'{{federation="{FED}",supernode="ghost"}}'
+    assert metrics[f"nina_supernode_registered{ghost}"] == 0 and metrics[f"nina_supernode_online_until_timestamp_seconds{ghost}"] == 0
 
 
 def test_the_register_commands_are_idempotent(flower_lab: FlowerLab) -> None:

@@ -28,7 +28,10 @@ SEVERITIES = ("low", "medium", "high")  # the manual's words (§5.3.3), lowest f
 PRIORITY_MOUNTS = ("/", "/var/lib/nina")
 NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
 # Oneshot jobs of the platform whose failure leaves the stack's description unapplied.
-PLATFORM_JOBS = (layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT, layout.RUNTIME_UNIT)
+PLATFORM_JOBS = (layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT, layout.RUNTIME_UNIT, layout.SUPERNODE_METRICS_UNIT)
+# A registered SuperNode the SuperLink has not heard from for this long cannot take part in a run (its heartbeat
+# holds for a few minutes; a restart or a short network outage stays below it).
+SUPERNODE_UNSEEN_MINUTES = 30
 # promtool evaluates every sample at EVAL, after POINTS one-minute points from time 0: long enough for the longest
 # `for` (1h) plus the 30m windows; every extra hour costs seconds per case.
 POINTS = 120
@@ -83,6 +86,7 @@ PUBLIC_EXPIRY_DAYS = 21
 _GPU = 'instance="10.0.0.7:9400",job="dcgm",host="h3",environment="test",gpu="0",UUID="GPU-1",device="nvidia0",modelName="Tesla"'
 _DAY = 86400
 _BACKUP = _node() + ',backup="grafanadb_server"'
+_SUPERNODE = _node("superlink") + ',federation="fl",supernode="sn1"'
 
 
 def _const(value: float | int) -> str:
@@ -166,6 +170,24 @@ def _host_rules() -> list[Rule]:
                 {_s("node_systemd_unit_state", _node("iam") + ',name="nina-backup@keycloakdb_server.service",state="failed",type="oneshot"'): _const(1)},
                 {_s("node_systemd_unit_state", _node("iam") + ',name="nina-backup@keycloakdb_server.service",state="failed",type="oneshot"'): _const(0)},
             ),
+        ),
+        # Federated runs need their SuperNodes: what the SuperLink itself says (nina-supernode-metrics on its host).
+        Rule(
+            "SuperNodeNotSeen",
+            f"nina_supernode_registered == 1 and time() - nina_supernode_online_until_timestamp_seconds > {SUPERNODE_UNSEEN_MINUTES * 60}",
+            "5m", "high",
+            "{{ $labels.supernode }} of {{ $labels.federation }}: the SuperLink has not heard from it for over "
+            + f"{SUPERNODE_UNSEEN_MINUTES} minutes (the site's tunnel, its SuperNode, or its key); runs wait for it", "§5.3",
+            Sample(
+                {_s("nina_supernode_registered", _SUPERNODE): _const(1), _s("nina_supernode_online_until_timestamp_seconds", _SUPERNODE): _const(0)},
+                {_s("nina_supernode_registered", _SUPERNODE): _const(1), _s("nina_supernode_online_until_timestamp_seconds", _SUPERNODE): _const(EVAL_SECONDS + 120)},
+            ),
+        ),
+        Rule(
+            "SuperNodeNotRegistered", "nina_supernode_registered == 0", "15m", "high",
+            "{{ $labels.supernode }} of {{ $labels.federation }}: the stack registers it but the SuperLink does not know its key "
+            "(a restored or lost database: README, Federations)", "§5.3",
+            Sample({_s("nina_supernode_registered", _SUPERNODE): _const(0)}, {_s("nina_supernode_registered", _SUPERNODE): _const(1)}),
         ),
         # The platform's own jobs: the realm applied in place (people, groups), the researchers' notebook image built.
         Rule(

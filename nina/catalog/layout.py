@@ -105,6 +105,13 @@ SUPERLINK_SUPEREXEC_SECRET = f"{SUPEREXEC_DIR}/superlink.secret"
 SUPERLINK_UNITS = ("superlink.service",)
 SUPEREXEC_UNIT = "superlink-superexec.service"  # the SuperExec beside the SuperLink: it starts the ServerApps
 SUPERLINK_PROXY_UNIT = "superlink-proxy.service"  # nginx enforcing which networks reach which SuperLink API path
+# When the SuperLink last heard from each registered SuperNode, for monitoring (README "Operations"): the expected
+# SuperNodes delivered, a collector asking the loopback Control API each minute, node exporter's textfile.
+SUPERNODES_EXPECTED = "/etc/nina/supernodes.json"
+SUPERNODE_METRICS_COMMAND = "/usr/local/lib/nina/nina-supernode-metrics.py"
+SUPERNODE_METRICS_UNIT = "nina-supernode-metrics.service"
+SUPERNODE_METRICS_TIMER = "nina-supernode-metrics.timer"
+FLWR_LOCAL_CONFIG = "/etc/nina/flwr-local.toml"  # a flwr connection "local" to the loopback SuperLink
 SUPERLINK_ACL_DIR = "/etc/nginx/superlink-acl"  # its allow lists, delivered: membership changes in operation
 
 

@@ -100,19 +100,23 @@ def acl_files(cfg: StackConfig, fed: Federation) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------- run-time registration
 
 
+def local_connection_toml() -> str:
+    """A flwr config with one connection, LOCAL_CONNECTION: the loopback SuperLink, trusting the local CA."""
+    return (
+        f'[superlink]\ndefault = "{LOCAL_CONNECTION}"\n\n[superlink.{LOCAL_CONNECTION}]\n'
+        f'address = "127.0.0.1:{LOOPBACK_PORT}"\nroot-certificates = "{layout.CA_PEM}"\n'
+    )
+
+
 def _setup(public_key: str) -> str:
     """Shell prelude: flwr from the SuperLink's venv, a throw-away FLWR_HOME with a connection to the loopback
     SuperLink (trusting the local CA), the SuperNode's public key in a file, and the SuperLink up."""
-    toml = (
-        f'[superlink]\\ndefault = "{LOCAL_CONNECTION}"\\n\\n[superlink.{LOCAL_CONNECTION}]\\n'
-        f'address = "127.0.0.1:{LOOPBACK_PORT}"\\nroot-certificates = "{layout.CA_PEM}"\\n'
-    )
     return "\n".join(
         [
             "set -eu",
             f'export PATH="{FLWR_BIN}:$PATH" FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1',
             'FLWR_HOME=$(mktemp -d); export FLWR_HOME; trap \'rm -rf "$FLWR_HOME"\' EXIT',
-            f"printf '{toml}' > \"$FLWR_HOME/config.toml\"",
+            f"printf '%s' {quoting.shell(local_connection_toml())} > \"$FLWR_HOME/config.toml\"",
             f"printf '%s\\n' {quoting.shell(public_key)} > \"$FLWR_HOME/supernode.pub\"",
             # After a (re)boot the SuperLink may still be starting; give it five minutes.
             "i=0",
