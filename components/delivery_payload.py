@@ -37,7 +37,7 @@ from nina.catalog.roles import (
     Source,
     env_variables,
 )
-from nina.config import NAMESPACE, Federation, Host, StackConfig
+from nina.config import NAMESPACE, Federation, Host, StackConfig, SuperNode
 from nina.onhost import CHECK, JUPYTER_ACCESS, REALM, program_source
 from nina.plan import alerts, backups, checklist, flower, notebook, openvpn, scrape
 
@@ -180,13 +180,15 @@ def supernode_liveness(src: Sources, host: Host) -> Iterable[Deliverable]:
     for fed in src.cfg.federations_served_by(host.name, "superlink"):
         for f in cloudinit.delivered_files(src.cfg, host, "superlink"):
             yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+        # An archived federation's SuperNodes are switched off on purpose (its Fleet API refuses them): none expected.
+        watched = () if fed.archived else fed.supernodes
         keys = [
             pulumi.Output.from_input(sn.public_key if sn.public_key is not None else src.pki.supernode_keys[(fed.name, sn.name)].public_key_openssh)
-            for sn in fed.supernodes
+            for sn in watched
         ]
 
-        def document(values: list[str], fed: Federation = fed) -> str:
-            rows = [{"federation": fed.name, "name": sn.name, "public_key": k.strip()} for sn, k in zip(fed.supernodes, values)]
+        def document(values: list[str], fed: Federation = fed, watched: tuple[SuperNode, ...] = watched) -> str:
+            rows = [{"federation": fed.name, "name": sn.name, "public_key": k.strip()} for sn, k in zip(watched, values)]
             return json.dumps({"supernodes": rows}, indent=1, sort_keys=True) + "\n"
 
         expected = pulumi.Output.all(*keys).apply(document) if keys else pulumi.Output.from_input(document([]))

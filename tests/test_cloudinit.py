@@ -167,7 +167,7 @@ def test_base_packages_and_directories(preview: Preview) -> None:
         doc = rendered.cloud_config
         assert {"prometheus-node-exporter", "nftables"} <= set(doc["packages"]), host.name
         assert doc["ssh_pwauth"] is False and doc["disable_root"] is True
-        assert doc["ssh_authorized_keys"] == [preview.cfg.admin.ssh_public_keys[0]]  # the delivery's; operators' are delivered
+        assert doc["ssh_authorized_keys"] == [preview.cfg.admin.delivery_public_key]  # the delivery's; operators' are delivered
         scripts = "\n".join(f["content"] for f in shell_files(rendered))
         assert re.search(rf"ensure_dir /var/lib/nina root {SYSTEM_GROUP} 07[0-7]0", scripts), host.name
 

@@ -225,6 +225,9 @@ CASES: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
     ("alert-email-without-relay", "uat", _delete(("nina:smtp",)), "nina:smtp.host", "is required to mail nina:monitoring.alert_email"),
     ("alert-webhook-not-https", "uat", _set(("nina:alert_webhook_url",), "http://chat.example.org/hook"), "nina:alert_webhook_url", "must be an https:// URL"),
     ("alert-webhook-two-lines", "uat", _set(("nina:alert_webhook_url",), "https://chat.example.org/a\nb"), "nina:alert_webhook_url", "must be an https:// URL"),
+    ("alert-webhook-bad-escape", "uat", _set(("nina:alert_webhook_url",), "https://chat.example.org/a%zz"), "nina:alert_webhook_url", "must be an https:// URL"),
+    ("alert-webhook-too-long", "uat", _set(("nina:alert_webhook_url",), "https://chat.example.org/" + "a" * 3000), "nina:alert_webhook_url", "at most 2048"),
+    ("delivery-key-missing", "test", _delete(("nina:admin", "delivery_public_key")), "nina:admin.delivery_public_key", "is required"),
     ("smtp-host-with-port", "test", _set(("nina:smtp",), {"host": "smtp.qcif.edu.au:587"}), "nina:smtp.host", "must be a host name"),
     ("smtp-user-without-password", "test", _set(("nina:smtp",), {"host": "smtp.qcif.edu.au", "username": "nina"}), "nina:smtp.username", "nina:smtp_password"),
     ("smtp-password-without-user", "test", _set(("nina:smtp_password",), "s3cret"), "nina:smtp_password", "username is not"),
@@ -350,3 +353,16 @@ def test_a_webhook_alone_routes_alerts() -> None:
 
     cfg = parse(encode(raw))
     assert cfg.monitoring.webhook and cfg.monitoring.configured and not cfg.monitoring.test_stack
+
+
+def test_the_delivery_key_must_open_with_the_delivery_private_key(tmp_path: Any) -> None:
+    """With the secret in clear (pulumi up), a delivery_public_key that is not its public half is refused: every VM
+    would trust a key the delivery does not hold, and no delivery (nor any operator's key) would ever arrive."""
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "delivery", "-f", str(tmp_path / "k")], check=True)
+    raw = raw_config("test")
+    raw["nina:ssh_private_key"] = (tmp_path / "k").read_text()
+    assert any(p.startswith("nina:admin.delivery_public_key: is not the public half of nina:ssh_private_key") for p in problems(raw))
+    raw["nina:admin"]["delivery_public_key"] = (tmp_path / "k.pub").read_text().strip()
+    assert problems(raw) == []

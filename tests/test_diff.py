@@ -352,7 +352,7 @@ def test_removing_an_operator_key_replaces_no_vm(project: Project) -> None:
     every host's delivery of that one file, and nothing else."""
     base = raw_config("test")
     second = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ3ua0oX8YWcHh0yG1m3ZC3cNq2Ezb4wH8ZT7WZr3Jd2 departed@qcif.edu.au"
-    base["nina:admin"]["ssh_public_keys"].append(second)
+    base["nina:admin"]["ssh_public_keys"].insert(0, second)  # first in the list: order means nothing any more
     head = copy.deepcopy(base)
     head["nina:admin"]["ssh_public_keys"].remove(second)
     status, result = nina_diff(project("a", "test", stack_file(base)), project("b", "test", stack_file(head)))

@@ -65,13 +65,21 @@ def test_monitoring_hears_which_supernodes_the_superlink_hears(flower_lab: Flowe
         f"FLWR_HOME=$d NINA_SUPERNODES_EXPECTED=/tmp/supernodes.json NINA_TEXTFILE_DIR=/tmp/textfile "
         f"{ROLES['superlink'].python_venv}/bin/python {layout.SUPERNODE_METRICS_COMMAND}"
     )
-    done = host.run(["bash", "-c", collect], check=False, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    metrics = {}
-    for line in host.read("/tmp/textfile/nina_supernodes.prom").splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            metrics[name] = float(value)
+
+    def collected() -> dict[str, float]:
+        done = host.run(["bash", "-c", collect], check=False, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        metrics = {}
+        for line in host.read("/tmp/textfile/nina_supernodes.prom").splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                metrics[name] = float(value)
+        return metrics
+
+    # The SuperNodes were started with the lab; their first heartbeat may still be on its way.
+    online = f'nina_supernode_online_until_timestamp_seconds{{federation="{FED}",supernode="sn2"}}'
+    wait_for(lambda: collected().get(online, 0) > time.time(), "both SuperNodes heard by the SuperLink", flower_lab.logs, timeout=120)
+    metrics = collected()
     now = time.time()
     for sn in ("sn1", "sn2"):
         labels = f'{{federation="{FED}",supernode="{sn}"}}'

@@ -588,6 +588,9 @@ def test_the_webhook_url_is_delivered_inside_the_config_for_alertmanager_only(pr
     config = files[layout.ALERTMANAGER_PATH]
     assert (config["owner"], config["mode"]) == ("root:prometheus", "0640")
     assert yaml.safe_load(config["content"])["receivers"][0]["webhook_configs"] == [{"url": url, "send_resolved": True}]
-    assert all(url not in json.dumps(r["inputs"]) for r in resources if r["type"] == "openstack:compute/instance:Instance")
+    from nina.review.files import decode_user_data
+
+    user_data = [decode_user_data(r["inputs"]["userData"]) for r in resources if r["type"] == "openstack:compute/instance:Instance"]
+    assert len(user_data) == 7 and all("#cloud-config" in u and url not in u for u in user_data)  # decoded: most are gzip'd
     hidden = run_nina("preview", "--stack", "uat", "--json", "--cwd", str(project))
     assert hidden.returncode == 0 and url not in hidden.stdout

@@ -180,7 +180,8 @@ def _host_rules() -> list[Rule]:
             + f"{SUPERNODE_UNSEEN_MINUTES} minutes (the site's tunnel, its SuperNode, or its key); runs wait for it", "§5.3",
             Sample(
                 {_s("nina_supernode_registered", _SUPERNODE): _const(1), _s("nina_supernode_online_until_timestamp_seconds", _SUPERNODE): _const(0)},
-                {_s("nina_supernode_registered", _SUPERNODE): _const(1), _s("nina_supernode_online_until_timestamp_seconds", _SUPERNODE): _const(EVAL_SECONDS + 120)},
+                # never heard of, and not registered: SuperNodeNotRegistered's, not this one's
+                {_s("nina_supernode_registered", _SUPERNODE): _const(0), _s("nina_supernode_online_until_timestamp_seconds", _SUPERNODE): _const(0)},
             ),
         ),
         Rule(

@@ -73,12 +73,32 @@ def _parse_admin(r: Reader, raw: Any) -> Admin:
     user = r.string(d, "ssh_user", p, "ubuntu")
     if user:
         r.matches(user, LINUX_USER, f"{p}.ssh_user", "a Linux user name (lowercase letters, digits, '_' and '-', max 32)")
-    # The key pulumi's delivery connects with (nina:ssh_private_key's public half): the first operator key unless
-    # named; only it is in user-data.
-    delivery = d.get("delivery_public_key", keys[0] if keys else "")
-    if "delivery_public_key" in d:
+    # The key pulumi's delivery connects with (nina:ssh_private_key's public half), named on its own: the only key
+    # in user-data, so adding, removing or reordering operators' keys never touches a VM.
+    delivery = r.string(d, "delivery_public_key", p)
+    if delivery:
         r.ssh_public_key(delivery, f"{p}.delivery_public_key")
-    return Admin(tuple(cidrs), tuple(k.strip() for k in keys), user, r.string(d, "jump_host", p), str(delivery).strip())
+    return Admin(tuple(cidrs), tuple(k.strip() for k in keys), user, r.string(d, "jump_host", p), delivery.strip())
+
+
+def _check_delivery_key(r: Reader, admin: Admin, private_key: Any) -> None:
+    """The delivery key in user-data must be the one pulumi connects with, or no delivery ever reaches the VMs. Only
+    checkable where the secret is given in clear (pulumi up; offline previews hold a placeholder)."""
+    if not isinstance(private_key, str) or "PRIVATE KEY" not in private_key or not admin.delivery_public_key:
+        return
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_ssh_private_key(private_key.encode(), password=None)
+    except ValueError:
+        try:
+            key = serialization.load_pem_private_key(private_key.encode(), password=None)  # type: ignore[assignment]
+        except (ValueError, TypeError):
+            r.problem(f"{NAMESPACE}:ssh_private_key", "is not an unencrypted OpenSSH or PEM private key")
+            return
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    if admin.delivery_public_key.split()[:2] != public.split()[:2]:
+        r.problem(f"{NAMESPACE}:admin.delivery_public_key", "is not the public half of nina:ssh_private_key: the delivery could not log in to any VM")
 
 
 def _parse_dns(r: Reader, raw: Any) -> Dns:
@@ -273,7 +293,7 @@ def _check_secret_values(r: Reader, raw: Mapping[str, Any]) -> None:
     if smtp is not None and not (isinstance(smtp, str) and 0 < len(smtp) <= 256 and TEXT.fullmatch(smtp)):
         r.problem(f"{NAMESPACE}:smtp_password", "must be one line of printable text, at most 256 characters")
     webhook = raw.get(f"{NAMESPACE}:alert_webhook_url")
-    if webhook is not None and not (isinstance(webhook, str) and WEBHOOK.fullmatch(webhook)):
+    if webhook is not None and not (isinstance(webhook, str) and len(webhook) <= 2048 and WEBHOOK.fullmatch(webhook)):
         r.problem(f"{NAMESPACE}:alert_webhook_url", "must be an https:// URL of at most 2048 characters, without spaces or quotes")
 
 
@@ -286,9 +306,9 @@ KNOWN_KEYS = (
 # the SMTP relay's password (with nina:smtp.username) and the alert webhook's URL (it carries the channel's token).
 REQUIRED_SECRETS: tuple[str, ...] = ("ssh_private_key",)  # the operators' key pulumi-command connects with
 OPTIONAL_SECRETS: tuple[str, ...] = PASSWORD_KEYS + ("smtp_password", "alert_webhook_url")
-# Alertmanager reads the webhook's URL from a file (url_file): any https URL a chat bridge gives, nothing that breaks
-# out of one line.
-WEBHOOK = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*)?")
+# The webhook's URL goes into alertmanager.yml: any https URL a chat bridge gives (escapes well formed, as
+# Alertmanager parses them), nothing that breaks out of one YAML string.
+WEBHOOK = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/([A-Za-z0-9._~!$&()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?")
 SECRET_KEYS: tuple[str, ...] = REQUIRED_SECRETS + OPTIONAL_SECRETS
 
 
@@ -327,6 +347,7 @@ def parse(raw: Mapping[str, Any], secret_keys: tuple[str, ...] = SECRET_KEYS) ->
     if r.problems:
         raise ConfigError(r.problems)
     _check_secret_values(r, raw)
+    _check_delivery_key(r, admin, raw.get(f"{NAMESPACE}:ssh_private_key"))
     if r.problems:
         raise ConfigError(r.problems)
     present = tuple(k for k in secret_keys if f"{NAMESPACE}:{k}" in raw)
