@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,6 +350,33 @@ def project_copy() -> Iterator[Callable[[str, Mapping[str, Any]], Path]]:
             return root
 
         yield write_stack
+
+
+def evaluate_configs(stack: str, configs: Sequence[Mapping[str, Any]]) -> list[dict[tuple[str, str], Any]]:
+    """Each config as Pulumi.<stack>.yaml of a project directory of its own, evaluated at once by
+    `nina preview --json --show-secrets` (one evaluation per process: Pulumi's runtime is global state):
+    (type, name) -> inputs per config. Secrets shown so delivery payloads can be compared; placeholders are
+    deterministic without --materialize."""
+    with tempfile.TemporaryDirectory(prefix="nina-projects-") as tmp:
+        roots = []
+        for i, config in enumerate(configs):
+            root = Path(tmp) / str(i)
+            root.mkdir()
+            (root / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+            (root / "__main__.py").symlink_to(ROOT / "__main__.py")
+            (root / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": dict(config)}, sort_keys=False))
+            roots.append(root)
+        procs = [
+            subprocess.Popen(nina_command("preview", "--stack", stack, "--json", "--show-secrets", "--cwd", str(r)), cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for r in roots
+        ]
+        out = []
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, stderr
+            out.append({(r["type"], r["name"]): r["inputs"] for r in json.loads(stdout)["resources"]})
+        return out
 
 
 def env_path(role: str) -> str:

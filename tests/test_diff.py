@@ -77,6 +77,24 @@ def host(result: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
+def edits(*changes: tuple[str, str, str]) -> Callable[[Path], None]:
+    """An edit of the head's code: in each file (relative to the project), the first `old` becomes `new`; an `old`
+    that is not there fails the test rather than leaving the change unmade."""
+
+    def edit(root: Path) -> None:
+        for relative, old, new in changes:
+            path = root / relative
+            text = path.read_text()
+            assert old in text, (relative, old)
+            path.write_text(text.replace(old, new, 1))
+
+    return edit
+
+
+JOURNAL = ("cloudinit/templates/base/journald.conf.j2", "SystemMaxUse=1G", "SystemMaxUse=2G")  # in every VM's user-data
+RUNTIME_UNIT = ("cloudinit/templates/runtime/nina-runtime.service.j2", "TimeoutStartSec=45min", "TimeoutStartSec=60min")  # delivered
+
+
 def test_adding_a_supernode_registers_it_and_delivers_one_host(project: Project) -> None:
     base = raw_config("test")
     head = copy.deepcopy(base)
@@ -102,13 +120,8 @@ def test_adding_a_supernode_registers_it_and_delivers_one_host(project: Project)
 
 
 def test_a_base_template_change_replaces_every_vm_and_shows_the_file(project: Project) -> None:
-    def edit(root: Path) -> None:
-        journald = root / "cloudinit/templates/base/journald.conf.j2"
-        journald.write_text(journald.read_text().replace("SystemMaxUse=1G", "SystemMaxUse=2G"))
-        # and a delivered file in the same change: those deliveries are replaced with their VMs all the same
-        unit = root / "cloudinit/templates/runtime/nina-runtime.service.j2"
-        unit.write_text(unit.read_text().replace("TimeoutStartSec=45min", "TimeoutStartSec=60min"))
-
+    # and a delivered file in the same change: those deliveries are replaced with their VMs all the same
+    edit = edits(JOURNAL, RUNTIME_UNIT)
     config = stack_file(raw_config("test"))
     status, result = nina_diff(project("a", "test", config), project("b", "test", config, edit))
     assert status == 3
@@ -151,14 +164,8 @@ def test_resizing_the_database_replaces_it_and_is_a_danger(project: Project) -> 
 
 
 def _add_port_row(row: str) -> Callable[[Path], None]:
-    def edit(root: Path) -> None:
-        ports = root / "nina/catalog/ports.py"
-        text = ports.read_text()
-        anchor = '    _p("http", "ingress"'
-        assert anchor in text
-        ports.write_text(text.replace(anchor, row + "\n" + anchor, 1))
-
-    return edit
+    anchor = '    _p("http", "ingress"'
+    return edits(("nina/catalog/ports.py", anchor, row + "\n" + anchor))
 
 
 def test_a_port_row_to_the_internet_is_a_danger_and_one_between_groups_widens(project: Project) -> None:
@@ -177,12 +184,7 @@ def test_a_port_row_to_the_internet_is_a_danger_and_one_between_groups_widens(pr
 
 
 def test_a_delivered_file_changes_no_vm_and_restarts_its_unit(project: Project) -> None:
-    def edit(root: Path) -> None:
-        unit = root / "cloudinit/templates/runtime/nina-runtime.service.j2"
-        unit.write_text(unit.read_text().replace("TimeoutStartSec=45min", "TimeoutStartSec=60min"))
-        script = root / "cloudinit/templates/runtime/nina-runtime.sh.j2"
-        script.write_text(script.read_text().replace('echo "built $env"', 'echo "built $env (lock $sum)"'))
-
+    edit = edits(RUNTIME_UNIT, ("cloudinit/templates/runtime/nina-runtime.sh.j2", 'echo "built $env"', 'echo "built $env (lock $sum)"'))
     config = stack_file(raw_config("test"))
     status, result = nina_diff(project("a", "test", config), project("b", "test", config, edit))
     assert status == 1 and result["danger"] == []
@@ -248,10 +250,7 @@ def test_the_comment_fits_for_the_benchmark_stack(project: Project) -> None:
 
     config = synthetic_stack(20, 25)
 
-    def edit(root: Path) -> None:
-        journald = root / "cloudinit/templates/base/journald.conf.j2"
-        journald.write_text(journald.read_text().replace("SystemMaxUse=1G", "SystemMaxUse=2G"))
-
+    edit = edits(JOURNAL)
     status, text = nina_diff(project("a", "bench", config), project("b", "bench", config, edit), stack="bench", fmt="markdown")
     assert status == 3
     assert len(text) <= report.COMMENT_LIMIT and text.startswith(report.marker("bench"))
@@ -299,13 +298,7 @@ def test_rewording_a_rule_or_narrowing_it_is_not_a_danger(project: Project) -> N
 
 
 def test_re_issued_certificates_change_the_deliveries_that_carry_them(project: Project) -> None:
-    def edit(root: Path) -> None:
-        pki = root / "nina/catalog/pki.py"
-        text = pki.read_text()
-        old = 'SERVER_CERT = CertSpec(365 * 24,'
-        assert old in text
-        pki.write_text(text.replace(old, 'SERVER_CERT = CertSpec(2 * 365 * 24,'))
-
+    edit = edits(("nina/catalog/pki.py", "SERVER_CERT = CertSpec(365 * 24,", "SERVER_CERT = CertSpec(2 * 365 * 24,"))
     config = stack_file(raw_config("test"))
     status, result = nina_diff(project("a", "test", config), project("b", "test", config, edit))
     assert status == 1 and result["certificates"]

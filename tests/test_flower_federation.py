@@ -7,16 +7,14 @@ import copy
 import json
 import subprocess
 import tomllib
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from conftest import (
     COMMAND,
-    ROOT,
     Preview,
     config_of,
-    nina_command,
+    evaluate_configs,
     problems,
     raw_config,
 )
@@ -26,22 +24,6 @@ from nina.catalog import layout
 from nina.catalog.roles import server_tls
 from nina.config import membership_fingerprint
 from nina.plan import flower
-
-
-def _evaluations(roots: list[Path]) -> list[dict[tuple[str, str], Any]]:
-    """`nina preview --json --show-secrets` of the test stack in each project dir, concurrently (one evaluation per
-    process): (type, name) -> inputs. Secrets shown so the delivery payloads can be compared; placeholders are
-    deterministic without --materialize."""
-    procs = [
-        subprocess.Popen(nina_command("preview", "--stack", "test", "--json", "--show-secrets", "--cwd", str(r)), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for r in roots
-    ]
-    out = []
-    for proc in procs:
-        stdout, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 0, stderr
-        out.append({(r["type"], r["name"]): r["inputs"] for r in json.loads(stdout)["resources"]})
-    return out
 
 
 def _changes(before: Mapping[tuple[str, str], Any], after: Mapping[tuple[str, str], Any]) -> set[str]:
@@ -54,30 +36,14 @@ def _members(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return nodes
 
 
-def test_adding_or_removing_a_supernode_touches_only_that_supernode(project_copy: Callable[[str, Mapping[str, Any]], Path]) -> None:
+def test_adding_or_removing_a_supernode_touches_only_that_supernode() -> None:
     base = raw_config("test")
     added = copy.deepcopy(base)
     _members(added).append({"name": "sn3", "partition_id": 2, "host": "org-a-sn1", "public_key": "generate", "port": 9096})
     added["nina:federations"]["test-fl"]["num_partitions"] = 3
     removed = copy.deepcopy(base)
     del _members(removed)[1]
-    roots: list[Path] = []
-    for cfg in (base, added, removed):
-        root = project_copy("test", cfg)
-        # each evaluation needs its own project dir: copy the stack file written by the fixture
-        own = root.parent / f"{root.name}-{len(roots)}"
-        own.mkdir()
-        for f in ("Pulumi.yaml", "Pulumi.test.yaml"):
-            (own / f).write_text((root / f).read_text())
-        (own / "__main__.py").symlink_to(ROOT / "__main__.py")
-        roots.append(own)
-    try:
-        before, after_add, after_remove = _evaluations(roots)
-    finally:
-        for project in roots:
-            for child in project.iterdir():
-                child.unlink()
-            project.rmdir()
+    before, after_add, after_remove = evaluate_configs("test", [base, added, removed])
     assert _changes(before, after_add) == {
         f"{COMMAND}::register-test-fl-sn3",
         "tls:index/privateKey:PrivateKey::supernode-test-fl-sn3",

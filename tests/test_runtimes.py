@@ -18,19 +18,16 @@ import shutil
 import subprocess
 import textwrap
 import zipfile
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import (
     BOOTSTRAP,
     FLWR_VENV,
-    ROOT,
     Preview,
     delivered,
     encode,
-    nina_command,
+    evaluate_configs,
     problems,
     raw_config,
     role_files,
@@ -174,29 +171,13 @@ def test_each_host_installs_its_federations_lock_and_a_gpu_host_the_cuda_one(mat
     assert runtimes.pip_install_line(f"/opt/nina/runtimes/{fed.runtime}/bin/pip", f"/tmp/runtimes/{fed.runtime}.txt") in dockerfile
 
 
-def test_changing_a_federations_runtime_replaces_no_vm(project_copy: Callable[[str, Mapping[str, Any]], Path]) -> None:
+def test_changing_a_federations_runtime_replaces_no_vm() -> None:
     """Two evaluations of uat, the federation's runtime changed: only the deliveries of its SuperLink and SuperNode
     hosts (the lock) and the hub's (the notebook image) change; no VM, no other resource."""
     base = raw_config("uat")
     changed = copy.deepcopy(base)
     changed["nina:federations"]["uat-cardiac"]["runtime"] = "pytorch"
-    roots = []
-    for i, cfg in enumerate((base, changed)):
-        root = project_copy("uat", cfg)
-        own = root.parent / f"{root.name}-rt{i}"
-        own.mkdir()
-        for f in ("Pulumi.yaml", "Pulumi.uat.yaml"):
-            (own / f).write_text((root / f).read_text())
-        (own / "__main__.py").symlink_to(ROOT / "__main__.py")
-        roots.append(own)
-    procs = [subprocess.Popen(nina_command("preview", "--stack", "uat", "--json", "--show-secrets", "--cwd", str(r)), cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in roots]
-    evaluations = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        evaluations.append({(r["type"], r["name"]): r["inputs"] for r in json.loads(out)["resources"]})
-    before, after = evaluations
+    before, after = evaluate_configs("uat", [base, changed])
     changes = sorted(n for t, n in before.keys() | after.keys() if before.get((t, n)) != after.get((t, n)))
     assert changes == ["deliver-jupyterhub", "deliver-org-b-sn1", "deliver-superlink"], changes
     lock = json.loads(after[("command:remote:Command", "deliver-superlink")]["stdin"])["files"]
