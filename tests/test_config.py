@@ -190,6 +190,7 @@ CASES: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
     ("bad-federation-type", "test", _set(("nina:federations", "test-fl", "type"), "horizontal"), "nina:federations.test-fl.type", "must be one of deployment, simulation"),
     ("bad-domain", "test", _set(("nina:dns", "public_domain"), "not a domain"), "nina:dns.public_domain", "not a valid DNS domain"),
     ("nectar-org-without-segment", "test", _delete(("nina:organisations", "org-a", "segment")), "nina:organisations.org-a.segment", "is required for a Nectar-hosted organisation"),
+    ("gpu-on-a-nectar-org", "test", _set(("nina:organisations", "org-a", "gpu"), True), "nina:organisations.org-a.gpu", "applies to an on-premises site"),
     (
         "generate-for-on-premises",
         "uat",

@@ -147,6 +147,16 @@ def test_adding_or_removing_an_organisation_keeps_the_others_addresses() -> None
     assert openvpn.client_offsets(fed, ["metro-north", "townsville"]) == {k: before[k] for k in ("metro-north", "townsville")}
 
 
+def test_a_site_has_one_address_per_instance_matching_its_ccd_files() -> None:
+    cfg = config_of("uat")
+    fed = cfg.federations["uat-cardiac"]
+    addresses = openvpn.site_addresses(fed, "metro-north", cfg.vpn_clients(fed))
+    ccd = openvpn.ccd_files(cfg, fed)
+    for inst in openvpn.instances(fed):
+        assert ccd[f"{inst.ccd_dir}/metro-north"].split()[1] == str(addresses[inst.proto])
+    assert set(addresses) == {"udp", "tcp"}
+
+
 def test_a_full_range_is_reported() -> None:
     with pytest.raises(ValueError, match="room for 5 organisations"):
         openvpn.client_offsets(_fed("192.168.100.0/28"), [f"h{i}" for i in range(6)])

@@ -89,6 +89,9 @@ class Organisation:
     hosting: str  # "nectar" | "on_premises"
     segment: str | None  # Nectar-hosted organisations live in their own segment (§2.1 cloud-only topology)
     vpn_csr: str | None = None  # the site's own CSR for its VPN certificate (its private key stays at the site)
+    # An on-premises site whose SuperNodes use NVIDIA GPUs: its bundle sets up the driver branch, the container
+    # toolkit and the DCGM exporter, and monitoring scrapes that exporter through the tunnel (§3.2.5, §5.1.1).
+    gpu: bool = False
 
 
 @dataclass(frozen=True)

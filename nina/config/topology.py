@@ -151,7 +151,7 @@ def parse_organisations(r: Reader, raw: Any) -> dict[str, Organisation]:
     p = "nina:organisations"
     orgs: dict[str, Organisation] = {}
     for name, path, body in r.each(r.mapping(raw, p), p):
-        d = r.mapping(body, path, ("display_name", "hosting", "segment", "vpn_csr"))
+        d = r.mapping(body, path, ("display_name", "hosting", "segment", "vpn_csr", "gpu"))
         hosting = r.choice(d, "hosting", path, HOSTINGS)
         segment = r.string(d, "segment", path, "")
         if hosting == "nectar" and not segment:
@@ -163,5 +163,8 @@ def parse_organisations(r: Reader, raw: Any) -> dict[str, Organisation]:
             _check_csr(r, csr, f"{path}.vpn_csr", name)
             if hosting != "on_premises":
                 r.problem(f"{path}.vpn_csr", "only an on-premises organisation connects over the VPN")
-        orgs[name] = Organisation(name, r.text(d, "display_name", path, name, maximum=100), hosting, segment or None, csr or None)
+        gpu = r.boolean(d, "gpu", path, False)
+        if gpu and hosting != "on_premises":
+            r.problem(f"{path}.gpu", "applies to an on-premises site; a Nectar-hosted organisation's GPU is its host's `gpu: true`")
+        orgs[name] = Organisation(name, r.text(d, "display_name", path, name, maximum=100), hosting, segment or None, csr or None, gpu)
     return orgs

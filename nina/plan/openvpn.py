@@ -123,6 +123,13 @@ def client_offsets(fed: Federation, organisations: Iterable[str]) -> dict[str, i
     return result
 
 
+def site_addresses(fed: Federation, org: str, organisations: Iterable[str]) -> dict[str, ipaddress.IPv4Address]:
+    """proto -> the organisation's tunnel address in that instance's half. A site holds one of them at a time (the
+    instance it reached), so monitoring scrapes both and a site is down only when neither answers."""
+    offset = client_offsets(fed, organisations)[org]
+    return {inst.proto: inst.address(offset) for inst in instances(fed)}
+
+
 def pushed_routes(cfg: StackConfig, fed: Federation) -> tuple[ipaddress.IPv4Network, ...]:
     """The internal segment (SuperLink, Keycloak, monitoring) and, if elsewhere, the SuperLink's own segment."""
     segments = ["internal", cfg.hosts[fed.superlink_host].segment]
