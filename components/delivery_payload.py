@@ -20,6 +20,7 @@ import cloudinit
 from components.database import ManagedPostgres
 from components.pki import Pki
 from components.secrets import Secrets
+from components.site_certificates import site_certificates_of
 from nina.catalog import layout
 from nina.catalog.databases import (
     BACKUP_USER,
@@ -157,6 +158,23 @@ def vpn_clients(src: Sources, host: Host) -> Iterable[Deliverable]:
             yield Deliverable(path, content, "root:root", "0644", ())
 
 
+def vpn_sites(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Beside an OpenVPN server: the sites expected on its tunnels (addresses, the certificate each holds) and the
+    collector with its units (the vpn fragment's `delivered`) reporting each site's tunnel and certificate to
+    monitoring (alerts SiteVpnDown, SiteCertificateExpiring)."""
+    for fed in src.cfg.federations_served_by(host.name, "vpn"):
+        for f in cloudinit.delivered_files(src.cfg, host, "vpn"):
+            yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+        certs = {org: c for (f, org), c in site_certificates_of(src.cfg, src.pki).items() if f == fed.name}
+        orgs = sorted(certs)
+
+        def document(values: list[openvpn.SiteCertificate | None], fed: Federation = fed, orgs: list[str] = orgs) -> str:
+            return openvpn.sites_document(src.cfg, fed, {o: c for o, c in zip(orgs, values) if c is not None})
+
+        doc = pulumi.Output.all(*(certs[o] for o in orgs)).apply(document) if orgs else pulumi.Output.from_input(document([]))
+        yield Deliverable(layout.VPN_SITES_EXPECTED, doc, "root:root", "0644", ())
+
+
 def federations(src: Sources, host: Host) -> Iterable[Deliverable]:
     """What changes with federation membership: the SuperNode instances this host runs (their supernode.conf, which
     also enables supernode@<name>), the federations' groups, SuperLinks and flwr connections on the JupyterHub
@@ -189,7 +207,7 @@ def supernode_liveness(src: Sources, host: Host) -> Iterable[Deliverable]:
 
         def document(values: list[str], fed: Federation = fed, watched: tuple[SuperNode, ...] = watched) -> str:
             rows = [{"federation": fed.name, "name": sn.name, "public_key": k.strip()} for sn, k in zip(watched, values)]
-            return json.dumps({"supernodes": rows}, indent=1, sort_keys=True) + "\n"
+            return json.dumps({"federation": fed.name, "supernodes": rows}, indent=1, sort_keys=True) + "\n"
 
         expected = pulumi.Output.all(*keys).apply(document) if keys else pulumi.Output.from_input(document([]))
         yield Deliverable(layout.SUPERNODES_EXPECTED, expected, "root:root", "0644", ())
@@ -280,9 +298,10 @@ def realm(src: Sources, host: Host) -> Iterable[Deliverable]:
         password = pulumi.Config(NAMESPACE).require_secret("smtp_password")
         yield Deliverable(layout.KEYCLOAK_SMTP_PASSWORD, password, "root:root", "0600", (f"start:{layout.REALM_UNIT}",))
 
+
 # The payload's order; each producer is independent.
 PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
-    operators, trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, federations, supernode_liveness, runtime,
+    operators, trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, vpn_sites, federations, supernode_liveness, runtime,
     notebooks, monitoring, backup_credentials, validation, realm,
 )
 

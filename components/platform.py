@@ -19,6 +19,7 @@ from components.realm import Realm
 from components.registrations import Registrations
 from components.secrets import Secrets
 from components.security import SecurityGroups
+from components.site_certificates import warn_until_shipped
 from nina.config import NAMESPACE, StackConfig, parse
 from nina.plan import firewall, openvpn, public
 from nina.plan.backups import backed_up_on
@@ -63,6 +64,7 @@ class Platform(pulumi.ComponentResource):
         self.security = SecurityGroups("sg", env, firewall.all_groups(cfg), firewall.plan(cfg), firewall.egress_plan(cfg), child)
         self.database = ManagedPostgres("postgres", env, cfg.database, self.network.networks["internal"].id, child)
         self.pki = Pki("pki", issuance(cfg), child)
+        warn_until_shipped(cfg, self.pki)
         self.secrets = Secrets("secrets", cfg.secrets, child)
         self.vms = {
             h.name: Vm(

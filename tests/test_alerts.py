@@ -32,7 +32,8 @@ def _labels(series: str) -> dict[str, str]:
 
 def _expected(rule: alerts.Rule) -> dict[str, Any]:
     first = next(iter(rule.sample.firing))
-    labels = {**_labels(first), "severity": rule.severity, **rule.labels}
+    kept = {k: v for k, v in _labels(first).items() if not rule.sample.keeps or k in rule.sample.keeps}
+    labels = {**kept, "severity": rule.severity, **rule.labels}
     summary = _LABEL_REF.sub(lambda m: labels.get(m.group(1), ""), rule.summary)
     return {"exp_labels": labels, "exp_annotations": {"summary": summary, "manual": rule.manual}}
 

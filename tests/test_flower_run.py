@@ -87,6 +87,14 @@ def test_monitoring_hears_which_supernodes_the_superlink_hears(flower_lab: Flowe
         assert metrics[f"nina_supernode_online_until_timestamp_seconds{labels}"] > now - 60, metrics
     ghost = f'{{federation="{FED}",supernode="ghost"}}'
     assert metrics[f"nina_supernode_registered{ghost}"] == 0 and metrics[f"nina_supernode_online_until_timestamp_seconds{ghost}"] == 0
+    # The federation dashboard's runs: what `flwr ls` says, by outcome.
+    said: dict[str, int] = {}
+    for run in flower_lab.runs():
+        state = run["status"].split(":")[-1]
+        said[state] = said.get(state, 0) + 1
+    counted = {k.split('status="')[1].rstrip('"}'): int(v) for k, v in metrics.items() if k.startswith("nina_federation_runs{")}
+    assert {k: v for k, v in counted.items() if v} == said
+    assert (metrics[f'nina_federation_last_run_timestamp_seconds{{federation="{FED}"}}'] > now - 3600) == bool(said)
 
 
 def test_the_register_commands_are_idempotent(flower_lab: FlowerLab) -> None:

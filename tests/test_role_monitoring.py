@@ -28,7 +28,7 @@ from nina.catalog import layout
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import ROLES, server_tls
 from nina.config import Monitoring, Smtp, StackConfig
-from nina.plan import alerts, names, scrape
+from nina.plan import alerts, federation_dashboard, names, openvpn, scrape
 from tests.conftest import BOOTSTRAP, Preview, env_path, env_var_names, role_files
 
 PORT = {p.name: p for p in PORTS}
@@ -247,13 +247,20 @@ def test_tls_probes_cover_internal_https_endpoints(previews: dict[str, Preview],
     assert all(labels["environment"] == cfg.environment for labels in targets.values())
 
 
-def test_on_premises_supernodes_are_not_scraped(previews: dict[str, Preview]) -> None:
-    """UAT's metro-north SuperNode runs at the hospital: no address in the stack, nothing inbound through the VPN."""
+def test_on_premises_sites_are_scraped_through_both_tunnel_addresses(previews: dict[str, Preview]) -> None:
+    """UAT's metro-north runs at the hospital: its node exporter (and, being a GPU site, its DCGM exporter) are
+    scraped at its fixed address in each OpenVPN instance; the Nectar-hosted org-b is a host like any other."""
     cfg = previews["uat"].cfg
-    on_prem = [sn for f in cfg.federations.values() for sn in f.supernodes if sn.host is None]
-    assert on_prem
-    everything = "".join(scrape.target_files(cfg).values())
-    assert all(sn.name not in everything for sn in on_prem)
+    fed = cfg.federations["uat-cardiac"]
+    addresses = openvpn.site_addresses(fed, "metro-north", cfg.vpn_clients(fed))
+    for job, port in (("site-node", PORT["node-exporter"].port), ("site-dcgm", PORT["dcgm-exporter"].port)):
+        groups = _groups(cfg, job)
+        assert {g["targets"][0]: g["labels"]["tunnel"] for g in groups} == {f"{a}:{port}": proto for proto, a in addresses.items()}
+        assert all(g["labels"]["organisation"] == g["labels"]["host"] == "metro-north" and g["labels"]["federation"] == fed.name for g in groups)
+    # a site without GPUs has no DCGM target; the test stack has no on-premises site at all
+    no_gpu = dataclasses.replace(cfg, organisations={**cfg.organisations, "metro-north": dataclasses.replace(cfg.organisations["metro-north"], gpu=False)})
+    assert _groups(no_gpu, "site-dcgm") == [] and len(_groups(no_gpu, "site-node")) == 2
+    assert _groups(previews["test"].cfg, "site-node") == []
 
 
 def test_target_files_are_deterministic_and_sorted(previews: dict[str, Preview]) -> None:
@@ -594,3 +601,39 @@ def test_the_webhook_url_is_delivered_inside_the_config_for_alertmanager_only(pr
     assert len(user_data) == 7 and all("#cloud-config" in u and url not in u for u in user_data)  # decoded: most are gzip'd
     hidden = run_nina("preview", "--stack", "uat", "--json", "--cwd", str(project))
     assert hidden.returncode == 0 and url not in hidden.stdout
+
+
+def test_each_federation_has_a_dashboard_of_its_own(previews: dict[str, Preview], tmp_path: Path) -> None:
+    """A dashboard file per federation, delivered with the monitoring files; every query parses (promtool) and
+    selects that federation only: run as recording rules over two federations' series, the tunnel panel shows
+    only its own federation's sites."""
+    cfg = previews["uat"].cfg
+    fed = cfg.federations["uat-cardiac"]
+    files = scrape.monitoring_files(cfg)
+    path = federation_dashboard.dashboard_path(fed)
+    assert path.startswith(layout.DASHBOARD_DIR + "/") and files[path] == (federation_dashboard.dashboard_json(cfg, fed), ())
+    assert {p for p in files if p.endswith(".json") and p.startswith(layout.DASHBOARD_DIR)} == {layout.DASHBOARD_PATH} | {
+        federation_dashboard.dashboard_path(f) for f in cfg.federations.values()
+    }
+    dashboard = json.loads(files[path][0])
+    exprs = {p["title"]: p["targets"][0]["expr"] for p in dashboard["panels"]}
+    assert all('federation="uat-cardiac"' in e for e in exprs.values())
+    assert "Site GPUs: temperature" in exprs  # metro-north says gpu: true
+    rules = {"groups": [{"name": "panels", "rules": [{"record": f"nina:panel{i}", "expr": e} for i, e in enumerate(exprs.values())]}]}
+    (tmp_path / "panels.yml").write_text(yaml.safe_dump(rules))
+    result = run(tool("promtool"), "check", "rules", str(tmp_path / "panels.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    tunnels = list(exprs).index("Site tunnels (1 = connected)")
+    series = [
+        {"series": 'nina_vpn_site_connected{federation="uat-cardiac",organisation="metro-north",proto="udp"}', "values": "1x10"},
+        {"series": 'nina_vpn_site_connected{federation="uat-cardiac",organisation="metro-north",proto="tcp"}', "values": "0x10"},
+        {"series": 'nina_vpn_site_connected{federation="other",organisation="elsewhere",proto="udp"}', "values": "0x10"},
+    ]
+    case = {
+        "interval": "1m",
+        "input_series": series,
+        "promql_expr_test": [{"expr": f"nina:panel{tunnels}", "eval_time": "5m", "exp_samples": [{"labels": 'nina:panel%d{organisation="metro-north"}' % tunnels, "value": 1}]}],
+    }
+    (tmp_path / "t.yml").write_text(yaml.safe_dump({"rule_files": ["panels.yml"], "evaluation_interval": "1m", "tests": [case]}))
+    result = run(tool("promtool"), "test", "rules", str(tmp_path / "t.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -35,7 +35,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from nina.config import StackConfig, parse
 from nina.offline.stack_files import stack_config
-from nina.plan import openvpn
+from nina.catalog import layout
+from nina.plan import openvpn, scrape
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK, FED, ORG, VPN_HOST = "uat", "uat-cardiac", "metro-north", "vpn"
@@ -130,6 +131,7 @@ class Lab:
     namespaces: list[str] = field(default_factory=list)
     user_data: dict[str, str] = field(default_factory=dict)  # the VPN host's write_files
     output: dict[str, Any] = field(default_factory=dict)  # the stack output vpn.<federation>
+    payload: dict[str, str] = field(default_factory=dict)  # the VPN host's delivered files
 
     @property
     def fed(self) -> Any:
@@ -275,11 +277,13 @@ def lab() -> Iterator[Lab]:
         written = {f["path"]: f["content"] for f in cloud_config["write_files"]}
         lab_.user_data = written
         lab_.output = data["outputs"]["vpn"][FED]
+        lab_.payload = files
         _veth(server_ns, client_ns)
         for inst in openvpn.instances(cfg.federations[FED]):
             conf = lab_.rooted(inst.conf)
             conf.parent.mkdir(parents=True, exist_ok=True)
-            conf.write_text(rewrite_paths(written[inst.conf], root))
+            # The status file every 2 s instead of every minute, so the monitoring test need not wait.
+            conf.write_text(re.sub(r"(?m)^(status \S+) 60$", r"\1 2", rewrite_paths(written[inst.conf], root)))
             lab_.server_confs[inst.name] = conf
             lab_.start(server_ns, conf, tmp / f"{inst.name}.stdout")
         for inst in openvpn.instances(cfg.federations[FED]):
@@ -501,3 +505,94 @@ def test_revocation_reaches_a_connected_site_at_renegotiation(routed: Routed) ->
         wait_for(lambda: f"serial={serial} is revoked" in lab.server_log(tcp), "the renegotiation to refuse the revoked site", lambda: lab.server_log(tcp)[-3000:])
     finally:
         lab.stop(proc)
+
+
+# ------------------------------------------------------------------------------------------------- monitoring
+
+
+def _metrics(text: str) -> dict[str, float]:
+    """'name{labels}' -> value of a Prometheus text exposition."""
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def _collect(lab: Lab, out: Path) -> dict[str, float]:
+    """The delivered nina-vpn-metrics, as its unit runs it, against the servers' real status files."""
+    out.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "NINA_VPN_SITES": str(lab.rooted(layout.VPN_SITES_EXPECTED)),
+        "NINA_TEXTFILE_DIR": str(out),
+        "STATE_DIRECTORY": str(out),
+        "NINA_ROOT": str(lab.root),
+    }
+    subprocess.run(["python3", "-I", str(lab.rooted(layout.VPN_METRICS_COMMAND))], env=env, check=True, capture_output=True, text=True)
+    return _metrics((out / "nina_vpn.prom").read_text())
+
+
+def test_the_vpn_host_reports_each_sites_tunnel_and_certificate(connected: tuple[Lab, Path]) -> None:
+    """What SiteVpnDown and SiteCertificateExpiring read: metro-north connected over UDP (not TCP), seen just now,
+    holding the certificate the stack issued from its CSR, not yet recorded as shipped."""
+    lab, _ = connected
+    out = lab.tmp / "textfile"
+    site = f'federation="{FED}",organisation="{ORG}"'
+    udp = lab.rooted(openvpn.instances(lab.fed)[0].status)
+    tcp = lab.rooted(openvpn.instances(lab.fed)[1].status)
+    wait_for(lambda: udp.exists() and f",{ORG}," in udp.read_text(), "the UDP server to list the site in its status")
+    # earlier tests' TCP clients (same CN) have been stopped: wait for the TCP server's status to drop them
+    wait_for(lambda: tcp.exists() and f"CLIENT_LIST,{ORG}," not in tcp.read_text(), "the TCP server to list no session of the site", tcp.read_text)
+    metrics = _collect(lab, out)
+    assert metrics[f'nina_vpn_site_connected{{{site},proto="udp"}}'] == 1
+    assert metrics[f'nina_vpn_site_connected{{{site},proto="tcp"}}'] == 0
+    now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+    assert now - 600 < metrics[f"nina_vpn_site_last_seen_timestamp_seconds{{{site}}}"] <= now + 1
+    assert now - 60 < metrics[f'nina_vpn_status_updated_timestamp_seconds{{federation="{FED}",proto="udp"}}'] <= now + 1
+    assert metrics[f'nina_vpn_site_received_bytes{{{site},proto="udp"}}'] > 0
+    cert = x509.load_pem_x509_certificate(lab.org_cert_pem.encode())
+    assert metrics[f"nina_vpn_site_certificate_expiry_timestamp_seconds{{{site}}}"] == int(cert.not_valid_after_utc.timestamp())
+    assert metrics[f"nina_vpn_site_certificate_shipped{{{site}}}"] == 0  # uat records no shipped certificate
+
+    # A server that stopped writing its status (hung) shows its last clients forever: they count as gone, while
+    # the site's last-seen time survives in the collector's state.
+    for inst in openvpn.instances(lab.fed):
+        stale = lab.rooted(inst.status)
+        text = stale.read_text() if stale.exists() else ""
+        written = re.search(r"^TIME,[^,]*,(\d+)$", text, re.M)
+        if written:
+            stale_root = lab.tmp / "stale-root"
+            copy = Path(str(stale_root) + inst.status)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(text.replace(written.group(0), f"TIME,old,{int(written.group(1)) - 3600}"))
+    stale_lab = Lab(**{**lab.__dict__, "root": lab.tmp / "stale-root"})
+    (lab.tmp / "stale-root" / layout.VPN_SITES_EXPECTED.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(lab.rooted(layout.VPN_SITES_EXPECTED), stale_lab.rooted(layout.VPN_SITES_EXPECTED))
+    shutil.copy(lab.rooted(layout.VPN_METRICS_COMMAND), lab.tmp / "collector.py")
+    stale_lab.rooted(layout.VPN_METRICS_COMMAND).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(lab.tmp / "collector.py", stale_lab.rooted(layout.VPN_METRICS_COMMAND))
+    later = _collect(stale_lab, out)
+    assert later[f'nina_vpn_site_connected{{{site},proto="udp"}}'] == 0
+    assert later[f"nina_vpn_site_last_seen_timestamp_seconds{{{site}}}"] == metrics[f"nina_vpn_site_last_seen_timestamp_seconds{{{site}}}"]
+
+
+CONNECT_FROM = "import socket, sys; socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=3, source_address=(sys.argv[1], 0)).close()"
+
+
+def test_monitoring_scrapes_the_sites_exporters_through_the_tunnel_and_nothing_else(routed: Routed) -> None:
+    """The VPN host forwards the monitoring host's scrapes (node exporter, DCGM) to a site's tunnel address, and
+    nothing else: not another port of the site, not the SuperLink's address to the exporter."""
+    lab = routed.lab
+    monitoring = lab.cfg.the_host_with("monitoring")
+    internal = lab.cfg.network.segments[monitoring.segment]
+    dev = next(line.split()[1] for line in in_ns(routed.superlink_ns, "ip", "-o", "-4", "addr", "show").stdout.splitlines() if routed.superlink_ip in line)
+    in_ns(routed.superlink_ns, "ip", "addr", "add", f"{monitoring.ip}/{internal.cidr.prefixlen}", "dev", dev)
+    site = str(openvpn.site_addresses(lab.fed, ORG, lab.cfg.vpn_clients(lab.fed))["udp"])
+    listen(lab, lab.client_ns, site, 9900, 9400, 22)
+    targets = json.loads(scrape.target_files(lab.cfg)["site-node.json"])
+    assert f"{site}:9900" in [t for g in targets for t in g["targets"]]
+
+    def reaches(source: str, port: int) -> bool:
+        return in_ns(routed.superlink_ns, sys.executable, "-c", CONNECT_FROM, source, site, str(port), check=False).returncode == 0
+
+    assert reaches(str(monitoring.ip), 9900)
+    assert reaches(str(monitoring.ip), 9400)  # uat's metro-north says gpu: true
+    assert not reaches(str(monitoring.ip), 22)
+    assert not reaches(routed.superlink_ip, 9900)

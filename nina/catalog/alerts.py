@@ -28,10 +28,14 @@ SEVERITIES = ("low", "medium", "high")  # the manual's words (§5.3.3), lowest f
 PRIORITY_MOUNTS = ("/", "/var/lib/nina")
 NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
 # Oneshot jobs of the platform whose failure leaves the stack's description unapplied.
-PLATFORM_JOBS = (layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT, layout.RUNTIME_UNIT, layout.SUPERNODE_METRICS_UNIT)
+PLATFORM_JOBS = (layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT, layout.RUNTIME_UNIT, layout.SUPERNODE_METRICS_UNIT, layout.VPN_METRICS_UNIT)
 # A registered SuperNode the SuperLink has not heard from for this long cannot take part in a run (its heartbeat
 # holds for a few minutes; a restart or a short network outage stays below it).
 SUPERNODE_UNSEEN_MINUTES = 30
+# A site without a tunnel this long is down, not reconnecting (OpenVPN's keepalive restarts a dead session in 60 s).
+SITE_VPN_DOWN_MINUTES = 15
+# A site's VPN certificate: warn a month ahead (time to ship and install it), then urgently a week ahead.
+SITE_CERT_WARNING_DAYS = (30, 7)
 # promtool evaluates every sample at EVAL, after POINTS one-minute points from time 0: long enough for the longest
 # `for` (1h) plus the 30m windows; every extra hour costs seconds per case.
 POINTS = 120
@@ -50,6 +54,7 @@ class Sample:
 
     firing: dict[str, str]
     healthy: dict[str, str]
+    keeps: tuple[str, ...] = ()  # an aggregating rule's `by` labels: the alert keeps only these of the first series
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ _GPU = 'instance="10.0.0.7:9400",job="dcgm",host="h3",environment="test",gpu="0"
 _DAY = 86400
 _BACKUP = _node() + ',backup="grafanadb_server"'
 _SUPERNODE = _node("superlink") + ',federation="fl",supernode="sn1"'
+_SITE = 'instance="10.0.0.11:9900",job="node",host="vpn",environment="test",roles=",vpn,",federation="fl",organisation="hosp"'
+_SITE_NODE = 'job="site-node",federation="fl",organisation="hosp",host="hosp",environment="test"'
 
 
 def _const(value: float | int) -> str:
@@ -333,6 +340,71 @@ def _probe_rules() -> list[Rule]:
     ]
 
 
+def _site_rules() -> list[Rule]:
+    """On-premises sites, seen from the VPN host (nina-vpn-metrics: tunnels and certificates) and through the tunnel
+    (the sites' exporters, scraped at both of a site's tunnel addresses: the better one counts)."""
+
+    def tunnels(udp: int, tcp: int) -> dict[str, str]:
+        return {
+            _s("nina_vpn_site_connected", _SITE + ',proto="udp"'): _const(udp),
+            _s("nina_vpn_site_connected", _SITE + ',proto="tcp"'): _const(tcp),
+        }
+
+    def exporter(job: str, udp: int, tcp: int, connected: int) -> dict[str, str]:
+        site = _SITE_NODE.replace('job="site-node"', f'job="{job}"')
+        return {
+            _s("up", f'instance="192.168.100.2:9900",{site},tunnel="udp"'): _const(udp),
+            _s("up", f'instance="192.168.100.130:9900",{site},tunnel="tcp"'): _const(tcp),
+            **tunnels(connected, 0),
+        }
+
+    def expiry(days: float, shipped: int = 1) -> dict[str, str]:
+        return {
+            _s("nina_vpn_site_certificate_expiry_timestamp_seconds", _SITE): _const(EVAL_SECONDS + days * _DAY),
+            _s("nina_vpn_site_certificate_shipped", _SITE): _const(shipped),
+        }
+
+    by_site = "max by (federation, organisation)"
+    rules = [
+        Rule(
+            "SiteVpnDown", f"{by_site} (nina_vpn_site_connected) == 0", f"{SITE_VPN_DOWN_MINUTES}m", "high",
+            "{{ $labels.organisation }} has no VPN tunnel to {{ $labels.federation }}: its SuperNodes cannot reach the SuperLink "
+            "(the site runs nina-check; README: On-premises sites)", "§3.2.4, §5.3",
+            Sample(tunnels(0, 0), tunnels(0, 1), ("federation", "organisation")),
+        ),
+        Rule(
+            "VpnStatusStale", "time() - nina_vpn_status_updated_timestamp_seconds > 300", "10m", "medium",
+            "{{ $labels.host }}: the {{ $labels.proto }} OpenVPN server of {{ $labels.federation }} has not written its status "
+            "for 5 minutes (stopped or hung): no site's tunnel can be seen", "§5.3.4",
+            Sample(
+                {_s("nina_vpn_status_updated_timestamp_seconds", _SITE.replace(',organisation="hosp"', "") + ',proto="udp"'): _const(0)},
+                {_s("nina_vpn_status_updated_timestamp_seconds", _SITE.replace(',organisation="hosp"', "") + ',proto="udp"'): _rising(60, 0)},
+            ),
+        ),
+    ]
+    for job, what in (("site-node", "node exporter"), ("site-dcgm", "DCGM exporter")):
+        rules.append(
+            Rule(
+                f"Site{'Node' if job == 'site-node' else 'Dcgm'}ExporterDown",
+                f'{by_site} (up{{job="{job}"}}) == 0 and on (federation, organisation) {by_site} (nina_vpn_site_connected) == 1',
+                "30m", "medium",
+                "{{ $labels.organisation }}: its tunnel to {{ $labels.federation }} is up but its " + what
+                + " does not answer on the tunnel address (the site's bundle: monitoring)", "§3.2.5",
+                Sample(exporter(job, 0, 0, 1), exporter(job, 1, 0, 1), ("federation", "organisation")),
+            )
+        )
+    for days, severity in zip(SITE_CERT_WARNING_DAYS, ("medium", "high")):
+        rules.append(
+            Rule(
+                "SiteCertificateExpiring", f"nina_vpn_site_certificate_expiry_timestamp_seconds - time() < {days * _DAY}", "1h", severity,
+                "{{ $labels.organisation }}: the VPN certificate it holds for {{ $labels.federation }} ends within " + f"{days} days; "
+                "its tunnel stops then. pulumi up, nina bundle --renewal, ship it (README: Site certificates)", "§4.1.2.4",
+                Sample(expiry(days - 2, 0), expiry(SITE_CERT_WARNING_DAYS[0] + 30)),
+            )
+        )
+    return rules
+
+
 def _gpu_rules() -> list[Rule]:
     fb = {"used": _s("DCGM_FI_DEV_FB_USED", _GPU), "free": _s("DCGM_FI_DEV_FB_FREE", _GPU)}
     return [
@@ -355,4 +427,4 @@ def _gpu_rules() -> list[Rule]:
     ]
 
 
-RULES: tuple[Rule, ...] = tuple(_host_rules() + _unit_rules() + _probe_rules() + _gpu_rules())
+RULES: tuple[Rule, ...] = tuple(_host_rules() + _unit_rules() + _probe_rules() + _site_rules() + _gpu_rules())

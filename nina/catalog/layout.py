@@ -111,6 +111,12 @@ SUPERNODES_EXPECTED = "/etc/nina/supernodes.json"
 SUPERNODE_METRICS_COMMAND = "/usr/local/lib/nina/nina-supernode-metrics.py"
 SUPERNODE_METRICS_UNIT = "nina-supernode-metrics.service"
 SUPERNODE_METRICS_TIMER = "nina-supernode-metrics.timer"
+# Each on-premises site's tunnel, for monitoring (README "Operations"): the sites delivered to the VPN host and a
+# collector reading the OpenVPN servers' status files each minute into node exporter's textfile.
+VPN_SITES_EXPECTED = "/etc/nina/vpn-sites.json"
+VPN_METRICS_COMMAND = "/usr/local/lib/nina/nina-vpn-metrics.py"
+VPN_METRICS_UNIT = "nina-vpn-metrics.service"
+VPN_METRICS_TIMER = "nina-vpn-metrics.timer"
 FLWR_LOCAL_CONFIG = "/etc/nina/flwr-local.toml"  # a flwr connection "local" to the loopback SuperLink
 SUPERLINK_ACL_DIR = "/etc/nginx/superlink-acl"  # its allow lists, delivered: membership changes in operation
 
@@ -147,4 +153,5 @@ RULES_PATH = f"{RULES_DIR}/nina-alerts.yml"
 ALERTMANAGER_PATH = "/etc/prometheus/alertmanager.yml"  # the Ubuntu package's path; replaces its example
 # Alertmanager (user prometheus) reads it itself; only with nina:smtp.username.
 SMTP_PASSWORD_PATH = "/etc/prometheus/alertmanager-smtp-password"
-DASHBOARD_PATH = "/etc/grafana/dashboards/nina/node-overview.json"  # Grafana's file provider rescans the folder
+DASHBOARD_DIR = "/etc/grafana/dashboards/nina"  # Grafana's file provider rescans the folder
+DASHBOARD_PATH = f"{DASHBOARD_DIR}/node-overview.json"

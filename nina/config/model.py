@@ -83,6 +83,14 @@ class Host:
 
 
 @dataclass(frozen=True)
+class ShippedCertificate:
+    """The VPN client certificate an operator handed to a site (recorded in the stack once the site installed it)."""
+
+    serial: str  # upper-case hex, as openssl and `nina bundle --renewal` print it
+    not_after: str  # RFC 3339 UTC, as pulumi-tls writes validity_end_time: 2027-11-30T12:00:00Z
+
+
+@dataclass(frozen=True)
 class Organisation:
     name: str
     display_name: str
@@ -92,6 +100,9 @@ class Organisation:
     # An on-premises site whose SuperNodes use NVIDIA GPUs: its bundle sets up the driver branch, the container
     # toolkit and the DCGM exporter, and monitoring scrapes that exporter through the tunnel (§3.2.5, §5.1.1).
     gpu: bool = False
+    # federation -> the certificate the site has (README: Site certificates). A re-issued one stays in the preview's
+    # warnings until it is recorded here, and the expiry alerts watch the recorded one.
+    vpn_certificate_shipped: Mapping[str, ShippedCertificate] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -275,6 +275,13 @@ def _check_cross(
     for org in orgs.values():
         if org.segment and org.segment not in network.segments:
             r.problem(f"nina:organisations.{org.name}.segment", f"{org.segment!r} is not a segment in nina:network.segments")
+        for fed_name in org.vpn_certificate_shipped:
+            fed = federations.get(fed_name)
+            if fed is None or not fed.vpn_host or org.name not in fed.organisations:
+                r.problem(
+                    f"nina:organisations.{org.name}.vpn_certificate_shipped.{fed_name}",
+                    f"{org.name} has no VPN certificate for {fed_name!r} (not a federation with a VPN it is a member of)",
+                )
 
 
 # An operator-chosen password lands unquoted in a systemd EnvironmentFile= (and a Java properties lookup): these

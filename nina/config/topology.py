@@ -16,7 +16,7 @@ from nina.catalog.roles import (
     ROLES,
     SINGLETON_ROLES,
 )
-from nina.config.model import IP, Host, NetworkSettings, Organisation, Segment
+from nina.config.model import IP, Host, NetworkSettings, Organisation, Segment, ShippedCertificate
 from nina.config.reader import Reader
 
 REQUIRED_SEGMENTS = ("public", "internal")
@@ -147,11 +147,32 @@ def _check_csr(r: Reader, csr: Any, path: str, org: str) -> None:
         r.problem(path, f"the CSR's common name must be the organisation's name {org!r}, got {common_names or 'none'}")
 
 
+SERIAL_HEX = re.compile(r"[0-9A-F]{2,64}")
+RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+def _parse_shipped(r: Reader, raw: Any, path: str) -> dict[str, ShippedCertificate]:
+    """federation -> {serial, not_after}, as `nina bundle --renewal` prints them (the federations are checked once
+    they are parsed: nina/config/parse.py)."""
+    if raw is None:
+        return {}
+    shipped = {}
+    for fed, fpath, body in r.each(r.mapping(raw, path), path):
+        d = r.mapping(body, fpath, ("serial", "not_after"))
+        serial, not_after = r.string(d, "serial", fpath), r.string(d, "not_after", fpath)
+        if serial and not SERIAL_HEX.fullmatch(serial):
+            r.problem(f"{fpath}.serial", "must be the certificate's serial in upper-case hex, as `nina bundle --renewal` prints it")
+        if not_after and not RFC3339_UTC.fullmatch(not_after):
+            r.problem(f"{fpath}.not_after", "must be a UTC time like 2027-11-30T12:00:00Z, as `nina bundle --renewal` prints it")
+        shipped[fed] = ShippedCertificate(serial, not_after)
+    return shipped
+
+
 def parse_organisations(r: Reader, raw: Any) -> dict[str, Organisation]:
     p = "nina:organisations"
     orgs: dict[str, Organisation] = {}
     for name, path, body in r.each(r.mapping(raw, p), p):
-        d = r.mapping(body, path, ("display_name", "hosting", "segment", "vpn_csr", "gpu"))
+        d = r.mapping(body, path, ("display_name", "hosting", "segment", "vpn_csr", "gpu", "vpn_certificate_shipped"))
         hosting = r.choice(d, "hosting", path, HOSTINGS)
         segment = r.string(d, "segment", path, "")
         if hosting == "nectar" and not segment:
@@ -166,5 +187,8 @@ def parse_organisations(r: Reader, raw: Any) -> dict[str, Organisation]:
         gpu = r.boolean(d, "gpu", path, False)
         if gpu and hosting != "on_premises":
             r.problem(f"{path}.gpu", "applies to an on-premises site; a Nectar-hosted organisation's GPU is its host's `gpu: true`")
-        orgs[name] = Organisation(name, r.text(d, "display_name", path, name, maximum=100), hosting, segment or None, csr or None, gpu)
+        shipped = _parse_shipped(r, d.get("vpn_certificate_shipped"), f"{path}.vpn_certificate_shipped")
+        if shipped and hosting != "on_premises":
+            r.problem(f"{path}.vpn_certificate_shipped", "only an on-premises organisation holds a VPN certificate")
+        orgs[name] = Organisation(name, r.text(d, "display_name", path, name, maximum=100), hosting, segment or None, csr or None, gpu, shipped)
     return orgs

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -160,6 +161,58 @@ def ccd_files(cfg: StackConfig, fed: Federation) -> dict[str, str]:
     """path -> content of every CCD file on the federation's VPN host (one per organisation and instance)."""
     offsets = client_offsets(fed, cfg.vpn_clients(fed))
     return {f"{inst.ccd_dir}/{org}": ccd_file(inst, off) for inst in instances(fed) for org, off in sorted(offsets.items())}
+
+
+# ------------------------------------------------------------------------------------------------ monitoring
+
+
+@dataclass(frozen=True)
+class SiteCertificate:
+    """A site's VPN client certificate as the stack issued it, and the one the operator recorded as shipped."""
+
+    serial: str  # hex, as openssl prints it
+    not_after: int  # Unix time
+    shipped_serial: str | None = None
+    shipped_not_after: int | None = None
+
+    @property
+    def shipped(self) -> bool:
+        return self.shipped_serial == self.serial
+
+    @property
+    def site_expiry(self) -> int:
+        """When the certificate the site holds ends: the shipped one if recorded, else (never recorded: a new site
+        gets the current one in its bundle) the one the stack issued."""
+        return self.shipped_not_after if self.shipped_not_after is not None else self.not_after
+
+
+def sites_document(cfg: StackConfig, fed: Federation, certificates: Mapping[str, SiteCertificate]) -> str:
+    """What the VPN host's collector (nina-vpn-metrics) reads: the status file of each server instance and every
+    on-premises organisation expected on the tunnel, with its addresses and certificate. Deterministic JSON."""
+    orgs = () if fed.archived else cfg.vpn_clients(fed)  # an archived federation's sites are switched off on purpose
+    doc = {
+        "federation": fed.name,
+        "instances": [{"proto": inst.proto, "status": inst.status} for inst in instances(fed)],
+        "sites": [
+            {
+                "organisation": org,
+                "addresses": {proto: str(a) for proto, a in site_addresses(fed, org, cfg.vpn_clients(fed)).items()},
+                **(
+                    {
+                        "certificate": {
+                            "serial": certificates[org].serial,
+                            "site_expiry": certificates[org].site_expiry,
+                            "shipped": certificates[org].shipped,
+                        }
+                    }
+                    if org in certificates
+                    else {}
+                ),
+            }
+            for org in sorted(orgs)
+        ],
+    }
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ revocation

@@ -7,10 +7,14 @@ monitoring fragment's prometheus.yml names one file per job (JOB_FILES).
 
 - node: every host's node exporter (ip:9900). Labels host, environment and roles, the host's roles between commas
   (",ingress,iam,") so an alert can select one role with roles=~".*,iam,.*" (the separator convention Prometheus'
-  own service discovery uses for tag lists). On-premises SuperNodes are not here: their machines belong to the
-  hospitals, which open nothing inbound (the VPN carries SuperNode -> SuperLink traffic only, and the stack knows no
-  address for them); they are watched through their SuperLink instead (`flwr ls`, §5.5.5).
+  own service discovery uses for tag lists).
 - dcgm: the DCGM exporter of every `gpu: true` host (ip:9400, §5.1.1).
+- site-node, site-dcgm: each on-premises site's node exporter (and DCGM exporter when the organisation says
+  `gpu: true`) through its tunnel (§3.2.5: exporters on every host, VPN clients included). The bundle makes them
+  listen on the site's tunnel addresses only; the VPN host forwards only the monitoring host's scrapes to them. A
+  site holds one of its two addresses at a time (the UDP or the TCP instance it reached), so both are scraped and
+  labelled `tunnel`; the site-down alerts take the better of the two. Labels federation, organisation, and host
+  (the organisation's name, for the host rules' summaries).
 - superlink-health: HTTPS GET /health of each federation's SuperLink through its alias and port (shared/FLOWER.md:
   the gRPC health service answers SERVING even when the SuperLink cannot run apps), probed by the blackbox exporter
   on the monitoring host with the local CA.
@@ -29,7 +33,7 @@ from nina.catalog import layout
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import WEB_ROLES
 from nina.config import StackConfig
-from nina.plan import alerts, names, public
+from nina.plan import alerts, federation_dashboard, names, openvpn, public
 
 PORT = {p.name: p.port for p in PORTS}
 # Loopback-only blackbox exporter on the monitoring host; its default port until the port table has a row for it.
@@ -40,6 +44,8 @@ BLACKBOX_ADDRESS = f"127.0.0.1:{BLACKBOX_PORT}"
 JOB_FILES = {
     "node": "node.json",
     "dcgm": "dcgm.json",
+    "site-node": "site-node.json",
+    "site-dcgm": "site-dcgm.json",
     "superlink-health": "superlink-health.json",
     "tls": "tls.json",
     "public-tls": "public-tls.json",
@@ -70,6 +76,23 @@ def _dcgm(cfg: StackConfig) -> list[dict[str, object]]:
         _group([f"{h.ip}:{port}"], {"host": h.name, "environment": cfg.environment})
         for h in sorted(cfg.hosts_with("gpu"), key=lambda h: h.name)
     ]
+
+
+def site_targets(cfg: StackConfig, port_name: str, gpu_only: bool = False) -> list[dict[str, object]]:
+    """One group per (federation, on-premises organisation, tunnel address), sorted."""
+    port = PORT[port_name]
+    groups = []
+    for fed in sorted(cfg.federations.values(), key=lambda f: f.name):
+        if fed.archived:
+            continue  # its sites are switched off on purpose
+        orgs = cfg.vpn_clients(fed)
+        for org in sorted(orgs):
+            if gpu_only and not cfg.organisations[org].gpu:
+                continue
+            for proto, address in sorted(openvpn.site_addresses(fed, org, orgs).items()):
+                labels = {"federation": fed.name, "organisation": org, "host": org, "tunnel": proto, "environment": cfg.environment}
+                groups.append(_group([f"{address}:{port}"], labels))
+    return groups
 
 
 def superlink_health_url(cfg: StackConfig, federation: str) -> str:
@@ -116,6 +139,8 @@ def target_files(cfg: StackConfig) -> dict[str, str]:
     groups = {
         "node": _node(cfg),
         "dcgm": _dcgm(cfg),
+        "site-node": site_targets(cfg, "node-exporter"),
+        "site-dcgm": site_targets(cfg, "dcgm-exporter", gpu_only=True),
         "superlink-health": _superlink_health(cfg),
         "tls": _tls(cfg),
         "public-tls": _public_tls(cfg),
@@ -135,4 +160,5 @@ def monitoring_files(cfg: StackConfig) -> dict[str, tuple[str, tuple[str, ...]]]
     files[layout.RULES_PATH] = (alerts.rules_yaml(), ("reload:prometheus.service",))
     files[layout.ALERTMANAGER_PATH] = (alerts.alertmanager_yaml(cfg), ("reload:prometheus-alertmanager.service",))
     files[layout.DASHBOARD_PATH] = (alerts.dashboard_json(cfg), ())
+    files.update({path: (content, ()) for path, content in federation_dashboard.dashboard_files(cfg).items()})
     return files
