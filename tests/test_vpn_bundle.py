@@ -14,7 +14,7 @@ from nina.bundle import vpn
 from nina.bundle.context import SiteContext, organisation_supernodes
 from nina.config import parse
 from nina.offline.stack_files import stack_config
-from nina.plan import openvpn
+from nina.plan import openvpn, site
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = openvpn.CLIENT_DIR.lstrip("/")
@@ -62,11 +62,12 @@ def test_real_outputs_give_the_floating_ip_and_omit_placeholders() -> None:
     raw, _, _ = stack_config(ROOT, "uat")
     cfg = parse({**raw, "nina:ssh_private_key": "x"})
     outputs = {"vpn": {"uat-cardiac": {"server": "203.0.113.9", "tls_crypt_key": "[computed: random]", "clients": {"metro-north": {"cert_pem": "-----BEGIN CERTIFICATE-----\n"}}}}}
-    ctx = SiteContext(cfg, cfg.organisations["metro-north"], organisation_supernodes(cfg, "metro-north"), "-----BEGIN CERTIFICATE-----\nCA\n", outputs)
+    view = site.from_full_outputs(outputs, "metro-north", "uat")  # the older --outputs form, still read
+    ctx = SiteContext(cfg, cfg.organisations["metro-north"], organisation_supernodes(cfg, "metro-north"), "-----BEGIN CERTIFICATE-----\nCA\n", view)
     files = vpn.files(ctx)
     assert set(files) == {f"{CLIENT}/client.conf", f"{CLIENT}/ca.crt", f"{CLIENT}/client.crt"}  # no placeholder key file
     assert "remote 203.0.113.9 1194 udp\n" in files[f"{CLIENT}/client.conf"][0]
-    nectar = SiteContext(cfg, cfg.organisations["org-b"], organisation_supernodes(cfg, "org-b"), ctx.ca_pem, outputs)
+    nectar = SiteContext(cfg, cfg.organisations["org-b"], organisation_supernodes(cfg, "org-b"), ctx.ca_pem, site.from_full_outputs(outputs, "org-b", "uat"))
     assert vpn.files(nectar) == {}  # Nectar-hosted: no VPN
 
 
