@@ -17,6 +17,8 @@ MINIMUM_FREE_GIB = 10  # a data path with less cannot hold a round's models and 
 DATA_PATH_KEY = "data-path"  # the node_config key the SuperNodes' apps read their data from (the stacks' convention)
 PACKAGED = {"node exporter": "prometheus-node-exporter.service", "DCGM exporter": "nvidia-dcgm-exporter.service"}
 METRIC = {"node exporter": "node_", "DCGM exporter": "DCGM_"}
+# Where the distributions' own units listen (on every address): nothing may, besides the tunnel and loopback.
+PACKAGED_PORT = {"node exporter": 9100, "DCGM exporter": 9400}
 
 
 def driver_minimum() -> int:
@@ -67,7 +69,10 @@ def facts(ctx: SiteContext) -> dict[str, object]:
             for fed, sn in ctx.supernodes
         ],
         "exporters": [
-            {"name": what, "port": port, "socket": socket, "packaged": PACKAGED[what], "metric": METRIC[what]}
+            {
+                "name": what, "port": port, "socket": socket, "packaged": PACKAGED[what], "metric": METRIC[what],
+                "private_ports": sorted({port, PACKAGED_PORT[what]}),
+            }
             for what, port, socket in monitoring.exporters(ctx)
         ],
         "gpu": gpu_facts() if ctx.org.gpu else None,

@@ -259,13 +259,14 @@ def wildcard_listeners(port: int, allowed: set[str]) -> list[str]:
 
 def check_exporter(exporter: dict[str, Any], tunnel: set[str], all_tunnel: set[str]) -> Result:
     what = f"{exporter['name']} on the tunnel, port {exporter['port']}"
-    elsewhere = sorted(set(wildcard_listeners(exporter["port"], all_tunnel)))
-    if elsewhere:
-        return Result(
-            "FAIL", what,
-            f"something also listens on {', '.join(elsewhere)}:{exporter['port']}, where others on your network can read it: "
-            f"stop it ({exporter['packaged']} is the distribution's own unit: `sudo systemctl mask --now {exporter['packaged']}`)",
-        )
+    for port in exporter["private_ports"]:
+        elsewhere = sorted(set(wildcard_listeners(port, all_tunnel)))
+        if elsewhere:
+            return Result(
+                "FAIL", what,
+                f"an exporter also listens on {', '.join(elsewhere)} port {port}, where others on your network can read it: "
+                f"stop it ({exporter['packaged']} is the distribution's own unit: `sudo systemctl mask --now {exporter['packaged']}`)",
+            )
     if not tunnel:
         return Result("FAIL", what, "cannot be checked while the tunnel is down (above)")
     address = sorted(tunnel)[0]
