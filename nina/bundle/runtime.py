@@ -11,7 +11,6 @@ from nina.catalog.roles import ROLES
 from nina.catalog.versions import FLWR
 from nina.plan import apps, flower, names
 
-
 ENTRYPOINT = "/usr/local/sbin/nina-supernode-entrypoint"  # where the Dockerfiles put docker/entrypoint.sh
 
 

@@ -269,7 +269,7 @@ def check_exporter(exporter: dict[str, Any], tunnel: set[str], all_tunnel: set[s
             )
     if not tunnel:
         return Result("FAIL", what, "cannot be checked while the tunnel is down (above)")
-    address = sorted(tunnel)[0]
+    address = min(tunnel)
     url = f"http://{address}:{exporter['port']}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as response:  # noqa: S310 (the site's own tunnel address)
@@ -334,7 +334,7 @@ def check_disk(path: str, minimum_gib: int, at: Any) -> Result:
     what = f"data path {path}"
     target = at(path)
     if not target.exists():
-        return Result("FAIL", what, f"does not exist: put the data there, or pass its directory with --data (the container route mounts it)")
+        return Result("FAIL", what, "does not exist: put the data there, or pass its directory with --data (the container route mounts it)")
     free = shutil.disk_usage(target).free
     if free < minimum_gib * GIB:
         return Result("FAIL", what, f"only {free / GIB:.1f} GiB free (at least {minimum_gib} GiB needed for models and logs): free some space")
