@@ -4,6 +4,13 @@
 server's public address and ports, the name clients verify, and per organisation its certificate, serial (what
 `revoked:` takes), expiry and fixed tunnel addresses. Secret parts (the shared tls-crypt key; the private key of an
 organisation that sent no CSR) are Pulumi secrets, shown only with --show-secrets. No resources here.
+
+`site_<organisation>` (one per on-premises organisation) is exactly what that site's kit needs and nothing more:
+`pulumi stack output site_<org> --show-secrets --json > site.json; nina bundle --org <org> --outputs site.json`.
+It holds the CA, its SuperNodes' registered public keys and, per VPN federation it belongs to, the server's address,
+its own certificate (serial, expiry, tunnel addresses) and that federation's tls-crypt key: no admin password, no
+other tenancy's key, no private key (a generated VPN key stays in `vpn`, handed over separately). It is a secret as
+a whole (it carries tls-crypt keys).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from components.host import Vm
 from components.pki import Pki
 from components.secrets import Secrets
 from nina.config import StackConfig
-from nina.plan import flower, names, openvpn, public, realm
+from nina.plan import flower, names, openvpn, public, realm, site
 
 
 def serial_of(cert_pem: str) -> str:
@@ -63,9 +70,32 @@ def vpn(cfg: StackConfig, pki: Pki, vms: dict[str, Vm]) -> dict[str, Any]:
     return result
 
 
+def sites(cfg: StackConfig, pki: Pki, vpn_outputs: dict[str, Any]) -> dict[str, Any]:
+    """site_<org> -> what that on-premises site's bundle needs (the shape: nina/plan/site.py)."""
+    result: dict[str, Any] = {}
+    for org in sorted(o.name for o in cfg.organisations.values() if o.hosting == "on_premises"):
+        vpn_part = {f: e for f, fed_out in sorted(vpn_outputs.items()) if (e := site.vpn_entry(fed_out, org)) is not None}
+        keys = {
+            fed.name: {sn.name: sn.public_key for sn in fed.supernodes if sn.organisation == org}
+            for fed in cfg.federations.values()
+            if any(sn.organisation == org for sn in fed.supernodes)
+        }
+        value = {
+            "organisation": org,
+            "environment": cfg.environment,
+            "ca_cert_pem": pki.ca_cert_pem,
+            "supernode_public_keys": keys,
+            "vpn": vpn_part,
+        }
+        # A whole secret (it carries tls-crypt keys): [secret] until --show-secrets, like `vpn`.
+        result[site.output_name(org)] = pulumi.Output.secret(value) if vpn_part else value
+    return result
+
+
 def stack_outputs(
     cfg: StackConfig, vms: dict[str, Vm], pki: Pki, secrets: Secrets, database: ManagedPostgres, dns: PublicDns
 ) -> dict[str, Any]:
+    vpn_outputs = vpn(cfg, pki, vms)
     return {
         "environment": cfg.environment,
         "hosts": {
@@ -87,7 +117,9 @@ def stack_outputs(
             for fed in cfg.federations
         },
         # Per federation: the VPN server's address and each on-premises site's certificate (README: VPN).
-        "vpn": vpn(cfg, pki, vms),
+        "vpn": vpn_outputs,
+        # Per on-premises organisation: only what its kit needs (nina bundle --outputs; README: On-premises sites).
+        **sites(cfg, pki, vpn_outputs),
         # Researchers' ~/.flwr/config.toml: one connection per federation (README: Federations).
         "flwr_connections": flower.connections(cfg),
         "flwr_config_toml": flower.config_toml(cfg),

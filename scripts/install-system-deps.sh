@@ -29,6 +29,7 @@ PACKAGES=(
   certbot                 # the ingress host's ACME client, run against pebble
   sudo                    # visudo -c on the app launcher's rule; the lab's SuperExec starts apps through it
   cloud-init              # the real runcmd handling, in a mount namespace: a failed bootstrap is reported (tests/test_bootstrap.py)
+  prometheus-node-exporter # the site bundle's exporter, socket-activated on its tunnel addresses (tests/test_site_monitoring.py)
 )
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -118,9 +118,9 @@ def test_bundle_refuses_nectar_organisations_and_offline_ca(tmp_path: Path) -> N
 
 
 def test_the_bundle_is_built_by_every_builder() -> None:
-    from nina.bundle import runtime, supernode, vpn
+    from nina.bundle import check, monitoring, runtime, supernode, vpn
 
-    assert bundle.BUILDERS == (supernode.files, runtime.files, vpn.files)
+    assert bundle.BUILDERS == (supernode.files, runtime.files, vpn.files, monitoring.files, check.files)
 
 
 # ------------------------------------------------------------------------------------ the kit, run for real

@@ -14,7 +14,7 @@ from nina.bundle import vpn
 from nina.bundle.context import SiteContext, organisation_supernodes
 from nina.config import parse
 from nina.offline.stack_files import stack_config
-from nina.plan import openvpn
+from nina.plan import openvpn, site
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = openvpn.CLIENT_DIR.lstrip("/")
@@ -62,16 +62,18 @@ def test_real_outputs_give_the_floating_ip_and_omit_placeholders() -> None:
     raw, _, _ = stack_config(ROOT, "uat")
     cfg = parse({**raw, "nina:ssh_private_key": "x"})
     outputs = {"vpn": {"uat-cardiac": {"server": "203.0.113.9", "tls_crypt_key": "[computed: random]", "clients": {"metro-north": {"cert_pem": "-----BEGIN CERTIFICATE-----\n"}}}}}
-    ctx = SiteContext(cfg, cfg.organisations["metro-north"], organisation_supernodes(cfg, "metro-north"), "-----BEGIN CERTIFICATE-----\nCA\n", outputs)
+    view = site.from_full_outputs(outputs, "metro-north", "uat")  # the older --outputs form, still read
+    ctx = SiteContext(cfg, cfg.organisations["metro-north"], organisation_supernodes(cfg, "metro-north"), "-----BEGIN CERTIFICATE-----\nCA\n", view)
     files = vpn.files(ctx)
     assert set(files) == {f"{CLIENT}/client.conf", f"{CLIENT}/ca.crt", f"{CLIENT}/client.crt"}  # no placeholder key file
     assert "remote 203.0.113.9 1194 udp\n" in files[f"{CLIENT}/client.conf"][0]
-    nectar = SiteContext(cfg, cfg.organisations["org-b"], organisation_supernodes(cfg, "org-b"), ctx.ca_pem, outputs)
+    nectar = SiteContext(cfg, cfg.organisations["org-b"], organisation_supernodes(cfg, "org-b"), ctx.ca_pem, site.from_full_outputs(outputs, "org-b", "uat"))
     assert vpn.files(nectar) == {}  # Nectar-hosted: no VPN
 
 
 def test_bundle_from_the_deployed_stacks_outputs(tmp_path: Path) -> None:
-    """The operator's path: `pulumi stack output --json --show-secrets > outputs.json; nina bundle --outputs ...`.
+    """The operator's older path: `pulumi stack output --json --show-secrets > outputs.json; nina bundle --outputs ...`
+    (every output, from a stack deployed before site_<org> existed; tests/test_site_bundle.py has the site's own).
 
     The outputs of a materialised evaluation stand in for the deployed stack's, with the floating IP a real
     deployment would report; the bundle must carry exactly those values, not a CA or key of its own."""
@@ -82,6 +84,7 @@ def test_bundle_from_the_deployed_stacks_outputs(tmp_path: Path) -> None:
     import json
 
     outputs = json.loads(preview.stdout)["outputs"]
+    del outputs["site_metro-north"]
     outputs["vpn"]["uat-cardiac"]["server"] = "203.0.113.7"
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
     out = tmp_path / "bundle"

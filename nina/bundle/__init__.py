@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nina.bundle import runtime, supernode, vpn
+from nina.bundle import check, monitoring, runtime, supernode, vpn
 from nina.bundle.context import Builder, Files, SiteContext, organisation_supernodes
 
-BUILDERS: tuple[Builder, ...] = (supernode.files, runtime.files, vpn.files)
+BUILDERS: tuple[Builder, ...] = (supernode.files, runtime.files, vpn.files, monitoring.files, check.files)
 
 __all__ = ["BUILDERS", "Files", "SiteContext", "build", "organisation_supernodes", "write"]
 

@@ -4,12 +4,12 @@ Dockerfiles (CPU, CUDA), the §4.1.3.3.2 run scripts for Docker and Podman, and 
 from __future__ import annotations
 
 from cloudinit import render_template
+from nina.bundle import check, monitoring, vpn
 from nina.bundle.context import Files, SiteContext
 from nina.catalog import layout, runtimes
 from nina.catalog.roles import ROLES
 from nina.catalog.versions import FLWR
 from nina.plan import apps, flower, names
-
 
 ENTRYPOINT = "/usr/local/sbin/nina-supernode-entrypoint"  # where the Dockerfiles put docker/entrypoint.sh
 
@@ -74,8 +74,14 @@ def files(ctx: SiteContext) -> Files:
         )
         out[f"docker/{script}"] = (text, 0o755)
     addresses = {f: f"{address}:{flower.PUBLIC_PORT}" for f, address, _ in superlinks}
+    clients = vpn.clients(ctx)
     readme = render_template(
-        "supernode/bundle/README.md.j2", cfg, org=ctx.org, supernodes=ctx.supernodes, superlinks=superlinks, addresses=addresses, venv=venv
+        "supernode/bundle/README.md.j2", cfg, org=ctx.org, supernodes=ctx.supernodes, superlinks=superlinks, addresses=addresses, venv=venv,
+        vpn_clients=clients,
+        # Certificate and tls-crypt key come only with the stack's outputs (nina/bundle/vpn.py).
+        has_vpn_material=all(str(ctx.vpn_output(c.federation.name).get("cert_pem", "")).startswith("-----BEGIN ") for c in clients),
+        gpu=check.gpu_facts(), node_port=monitoring.port("node-exporter"), dcgm_port=monitoring.port("dcgm-exporter"),
+        monitoring_addresses=monitoring.addresses(ctx),
     )
     out["README.md"] = (readme, 0o644)
     return out
