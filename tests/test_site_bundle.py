@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import run_nina, wait_for
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,6 +26,7 @@ from test_flower_bundle import PRIVATE
 from nina.bundle import check, monitoring
 from nina.catalog import layout, versions
 from nina.catalog.ports import PORTS
+from nina.config import topology
 from nina.plan import openvpn
 
 ORG = "metro-north"
@@ -155,6 +157,11 @@ def test_renewal_writes_just_the_new_certificate(site_json: Path, kit: Path, out
     assert run.returncode == 0, run.stderr
     entry = outputs[f"site_{ORG}"]["vpn"][FED]
     assert f"{ORG} {FED}: client.crt serial {entry['serial']} valid until {entry['not_after']}" in run.stdout
+    # the line the operator records once the site installed it, in the form the config accepts
+    record = f'    {FED}: {{serial: "{entry["serial"]}", not_after: "{entry["not_after"]}"}}'
+    assert f"nina:organisations.{ORG}:\n  vpn_certificate_shipped:\n{record}\n" in run.stdout
+    parsed = yaml.safe_load("vpn_certificate_shipped:\n" + record)["vpn_certificate_shipped"][FED]
+    assert topology.SERIAL_HEX.fullmatch(parsed["serial"]) and topology.RFC3339_UTC.fullmatch(parsed["not_after"])
     assert set(tree(out)) == {"etc/openvpn/client/client.crt", "README-RENEWAL.txt"}  # the CA did not change
     assert (out / "etc/openvpn/client/client.crt").read_text() == entry["cert_pem"]
     readme = (out / "README-RENEWAL.txt").read_text()

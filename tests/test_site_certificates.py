@@ -50,7 +50,7 @@ def test_a_site_never_recorded_is_warned_about_with_the_line_to_record() -> None
     message = site_certificates.shipping_warning(fed, ORG, cert, NOW)
     assert message is not None
     assert "not recorded as shipped" in message and f"nina bundle --org {ORG} --renewal DIR" in message
-    assert f"nina:organisations.{ORG}.vpn_certificate_shipped: {FED}: {{serial: 1A2B, not_after: 2027-11-30T12:00:00Z}}" in message
+    assert f"nina:organisations.{ORG}.vpn_certificate_shipped: {FED}: {{serial: \"1A2B\", not_after: \"2027-11-30T12:00:00Z\"}}" in message
 
 
 def test_recording_the_current_certificate_ends_the_warning() -> None:
@@ -103,3 +103,8 @@ def test_a_record_for_a_federation_the_site_is_not_in_is_refused(project_copy: C
     assert "nina:organisations.org-b.vpn_certificate_shipped: only an on-premises organisation" in proc.stderr
     assert "nina:organisations.org-b.vpn_certificate_shipped.uat-cardiac.serial: must be" in proc.stderr
     assert "nina:organisations.org-b.vpn_certificate_shipped.uat-cardiac.not_after: must be" in proc.stderr
+
+
+def test_times_as_pulumi_tls_writes_them_are_read_to_the_second() -> None:
+    # Go's time.MarshalText keeps the clock's fraction, up to nanoseconds; the config accepts what the output says.
+    assert site_certificates.unix("2027-11-30T12:15:34.744055123Z") == site_certificates.unix("2027-11-30T12:15:34Z") == 1827576934

@@ -108,6 +108,13 @@ def _renewal(ctx: SiteContext, out: Path, previous: Path | None) -> int:
     write(files, out)
     for client, cert in renewed:
         print(f"{ctx.org.name} {client.federation.name}: client.crt serial {cert['serial']} valid until {cert['not_after']}")
+    # The stack's record of what the site holds (README: Site certificates): it ends the preview's warning and moves
+    # the SiteCertificateExpiring alerts to the new certificate.
+    print(f"once {ctx.org.name} has installed it, record it in the stack file under nina:organisations.{ctx.org.name}:")
+    print("  vpn_certificate_shipped:")
+    for client, cert in renewed:
+        # quoted: YAML would read a serial of digits as a number and the time as a timestamp
+        print(f'    {client.federation.name}: {{serial: "{cert["serial"]}", not_after: "{cert["not_after"]}"}}')
     ca = "ca.crt included (changed)" if previous_ca is not None and previous_ca.strip() != ctx.ca_pem.strip() else (
         "ca.crt included (no --previous bundle to compare with)" if previous_ca is None else "CA unchanged"
     )

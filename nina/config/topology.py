@@ -148,7 +148,8 @@ def _check_csr(r: Reader, csr: Any, path: str, org: str) -> None:
 
 
 SERIAL_HEX = re.compile(r"[0-9A-F]{2,64}")
-RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+# pulumi-tls writes Go's time.MarshalText: fractional seconds (up to nanoseconds) when the clock had them
+RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
 
 
 def _parse_shipped(r: Reader, raw: Any, path: str) -> dict[str, ShippedCertificate]:

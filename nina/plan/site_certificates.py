@@ -10,6 +10,7 @@ warning, and the expiry alerts (SiteCertificateExpiring) watch the recorded cert
 from __future__ import annotations
 
 import datetime
+import re
 
 from cryptography import x509
 
@@ -18,7 +19,9 @@ from nina.plan.openvpn import SiteCertificate, serial_hex
 
 
 def unix(rfc3339: str) -> int:
-    return int(datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
+    """Whole seconds of an RFC 3339 UTC time (a certificate's notAfter has no fraction; Go may write up to nine digits)."""
+    whole = re.sub(r"\.\d+Z$", "Z", rfc3339)
+    return int(datetime.datetime.fromisoformat(whole.replace("Z", "+00:00")).timestamp())
 
 
 def rfc3339(when: datetime.datetime) -> str:
@@ -43,7 +46,7 @@ def issued(cfg: StackConfig, fed: Federation, org: str, cert_pem: str) -> SiteCe
 def record_line(fed: Federation, cert: SiteCertificate) -> str:
     """What the operator puts under nina:organisations.<org>.vpn_certificate_shipped once the site has it."""
     end = rfc3339(datetime.datetime.fromtimestamp(cert.not_after, datetime.timezone.utc))
-    return f"{fed.name}: {{serial: {cert.serial}, not_after: {end}}}"
+    return f'{fed.name}: {{serial: "{cert.serial}", not_after: "{end}"}}'  # quoted: YAML reads digits as numbers
 
 
 def shipping_warning(fed: Federation, org: str, cert: SiteCertificate, now: datetime.datetime | None = None) -> str | None:
