@@ -159,7 +159,8 @@ def test_spawner(preview: Preview) -> None:
     wanted = list(dict.fromkeys(["numpy", *(f.runtime for f in preview.cfg.federations.values())]))
     assert installs == [runtimes.pip_install_line(f"/opt/nina/runtimes/{n}/bin/pip", f"/tmp/runtimes/{n}.txt") for n in wanted]
     assert "ln -sfn /opt/nina/runtimes/numpy/bin/flwr /usr/local/bin/flwr" in dockerfile
-    assert f"docker pull -q {base} " in notebook_files(preview)[BOOTSTRAP]
+    # the builder pulls the base; user-data names no image, so a new base pin replaces no VM
+    assert base not in notebook_files(preview)[BOOTSTRAP] and "docker pull" not in notebook_files(preview)[BOOTSTRAP]
     assert docker.network_name == bridge and docker.use_internal_ip is True and docker.remove is True
     volumes = docker.volumes
     assert volumes[layout.CA_PEM] == {"bind": layout.CA_PEM, "mode": "ro"}
