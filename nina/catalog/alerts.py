@@ -355,4 +355,20 @@ def _gpu_rules() -> list[Rule]:
     ]
 
 
-RULES: tuple[Rule, ...] = tuple(_host_rules() + _unit_rules() + _probe_rules() + _gpu_rules())
+def _oom_rules() -> list[Rule]:
+    """The kernel's OOM killer: node exporter's vmstat collector counts its kills (node_vmstat_oom_kill, in its default
+    field set on Ubuntu 24.04). Which unit lost a process is in the journal: the log patterns count systemd's
+    "killed by the OOM killer" lines per unit (OutOfMemoryInLogs)."""
+    oom = _s("node_vmstat_oom_kill", _node("supernode"))
+    return [
+        Rule(
+            "OomKill", "increase(node_vmstat_oom_kill[30m]) > 0", "0m", "medium",
+            "{{ $labels.host }}: the kernel's OOM killer ended a process in the last 30 minutes "
+            "(journalctl -k -g 'Out of memory' on {{ $labels.host }} names it)", "§5.3",
+            # a kill 10 minutes before the evaluation; then none for an hour
+            Sample({oom: f"0+0x{POINTS - 10} 1+0x10"}, {oom: f"0+0x{POINTS - 60} 1+0x60"}),
+        ),
+    ]
+
+
+RULES: tuple[Rule, ...] = tuple(_host_rules() + _unit_rules() + _probe_rules() + _gpu_rules() + _oom_rules())
