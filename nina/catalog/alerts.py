@@ -371,4 +371,29 @@ def _oom_rules() -> list[Rule]:
     ]
 
 
-RULES: tuple[Rule, ...] = tuple(_host_rules() + _unit_rules() + _probe_rules() + _gpu_rules() + _oom_rules())
+# The managed Postgres probe (nina-db-probe@<database>, every minute on the hosts that back each database up).
+POSTGRES_PROBE_STALE_SECONDS = 300
+
+
+def _postgres_rules() -> list[Rule]:
+    pg = _node("iam") + ',database="keycloakdb_server"'
+    probed = {_s("nina_postgres_probe_timestamp_seconds", pg): _rising(60)}  # one probe a minute
+    return [
+        Rule(
+            "PostgresDown", "nina_postgres_up == 0", "5m", "high",
+            "{{ $labels.host }}: the managed PostgreSQL does not serve {{ $labels.database }} (pg_isready or SELECT 1 with the "
+            "host's credentials failed: journalctl -u nina-db-probe@{{ $labels.database }}); its service and backups fail", "§5.3",
+            Sample({_s("nina_postgres_up", pg): _const(0)}, {_s("nina_postgres_up", pg): _const(1)}),
+        ),
+        Rule(
+            "PostgresProbeStale", f"time() - nina_postgres_probe_timestamp_seconds > {POSTGRES_PROBE_STALE_SECONDS}", "10m", "medium",
+            "{{ $labels.host }}: the probe of {{ $labels.database }} has not run for over "
+            + f"{POSTGRES_PROBE_STALE_SECONDS // 60} minutes (systemctl status nina-db-probe@{{{{ $labels.database }}}}.timer): "
+            "PostgresDown cannot fire", "§5.3",
+            # the last probe at time 0, two hours before the evaluation; healthy: one every minute
+            Sample({_s("nina_postgres_probe_timestamp_seconds", pg): _const(0)}, probed),
+        ),
+    ]
+
+
+RULES: tuple[Rule, ...] = tuple(_host_rules() + _unit_rules() + _probe_rules() + _gpu_rules() + _oom_rules() + _postgres_rules())
