@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from nina.catalog import layout
+from nina.catalog import layout, logs
 from nina.catalog.pki import EXPIRY_WARNING_DAYS
 from nina.catalog.roles import BASE_UNITS, ROLES
 
@@ -28,7 +28,9 @@ SEVERITIES = ("low", "medium", "high")  # the manual's words (§5.3.3), lowest f
 PRIORITY_MOUNTS = ("/", "/var/lib/nina")
 NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
 # Oneshot jobs of the platform whose failure leaves the stack's description unapplied.
-PLATFORM_JOBS = (layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT, layout.RUNTIME_UNIT, layout.SUPERNODE_METRICS_UNIT)
+PLATFORM_JOBS = (
+    layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT, layout.RUNTIME_UNIT, layout.SUPERNODE_METRICS_UNIT, layout.LOG_PATTERNS_PUBLISH_UNIT,
+)
 # A registered SuperNode the SuperLink has not heard from for this long cannot take part in a run (its heartbeat
 # holds for a few minutes; a restart or a short network outage stays below it).
 SUPERNODE_UNSEEN_MINUTES = 30
@@ -396,4 +398,40 @@ def _postgres_rules() -> list[Rule]:
     ]
 
 
-RULES: tuple[Rule, ...] = tuple(_host_rules() + _unit_rules() + _probe_rules() + _gpu_rules() + _oom_rules() + _postgres_rules())
+# The log patterns of §5.3 (nina/catalog/logs.py): any out-of-memory line in LOG_OOM_WINDOW; more than
+# LOG_ERRORS_THRESHOLD error lines of one pattern and unit in LOG_ERRORS_WINDOW (one is noise, a burst is a failure).
+LOG_OOM_WINDOW = "30m"
+LOG_ERRORS_WINDOW = "15m"
+LOG_ERRORS_THRESHOLD = 5
+
+
+def _log_counted(kind: str, window: str, threshold: int) -> str:
+    """Lines of the patterns of `kind` counted in `window`, more than `threshold`. mtail creates a series at its first
+    match, so a series that did not exist `window` ago counts with its whole value (increase() cannot see that step)."""
+    series = f'{logs.METRIC}{{pattern=~"{"|".join(logs.names(kind))}"}}'
+    return f"(increase({series}[{window}]) > {threshold}) or (({series} unless {series} offset {window}) > {threshold})"
+
+
+def _log_rules() -> list[Rule]:
+    oom = _s(logs.METRIC, _node("supernode") + ',pattern="cuda_out_of_memory",unit="supernode@sn1.service"')
+    err = _s(logs.METRIC, _node("iam") + ',pattern="postgres_connection_failed",unit="keycloak.service"')
+    return [
+        Rule(
+            "OutOfMemoryInLogs", _log_counted(logs.OOM, LOG_OOM_WINDOW, 0), "0m", "medium",
+            "{{ $labels.host }}: {{ $labels.unit }} logged running out of memory ({{ $labels.pattern }}) in the last "
+            + f"{LOG_OOM_WINDOW} (journalctl -u {{{{ $labels.unit }}}})", "§5.3",
+            # firing: the series appears with its first match 10 minutes before the evaluation; healthy: an old match
+            Sample({oom: f"_x{POINTS - 10} 1+0x10"}, {oom: f"0+0x{POINTS - 60} 1+0x60"}),
+        ),
+        Rule(
+            "ServiceErrorsInLogs", _log_counted(logs.ERROR, LOG_ERRORS_WINDOW, LOG_ERRORS_THRESHOLD), "0m", "medium",
+            "{{ $labels.host }}: {{ $labels.unit }} logged more than " + f"{LOG_ERRORS_THRESHOLD} {{{{ $labels.pattern }}}} errors in "
+            + f"{LOG_ERRORS_WINDOW} (journalctl -u {{{{ $labels.unit }}}})", "§5.3",
+            Sample({err: _rising(1)}, {err: f"0+0x{POINTS - 60} 3+0x60"}),
+        ),
+    ]
+
+
+RULES: tuple[Rule, ...] = tuple(
+    _host_rules() + _unit_rules() + _probe_rules() + _gpu_rules() + _oom_rules() + _postgres_rules() + _log_rules()
+)
