@@ -51,7 +51,7 @@ PATTERNS: tuple[LogPattern, ...] = (
     ),
     LogPattern(
         "torch_out_of_memory", OOM, r"torch\.(cuda\.)?OutOfMemoryError", units=FLWR_UNITS,
-        matches=(journal_line("superlink-superexec.service", "torch.OutOfMemoryError: CUDA out of memory."),),
+        matches=(journal_line("superlink-superexec.service", "torch.OutOfMemoryError: Allocation on device 0 would exceed allowed memory (out of memory)"),),
     ),
     LogPattern(
         "java_out_of_memory", OOM, r"java\.lang\.OutOfMemoryError", units=r"keycloak\.service",
