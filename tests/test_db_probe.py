@@ -44,7 +44,7 @@ def test_the_probe_passes_shellcheck_and_systemd_analyze_verify(materialized: di
     assert f"User={databases.BACKUP_USER}\n" in service and f"EnvironmentFile={databases.credentials_env('%i')}\n" in service
 
 
-def probe(site: Site) -> dict[str, str]:
+def probe(site: Site) -> dict[str, str]:  # noqa: F811  (the fixture's value, passed on)
     """Run the delivered probe as its unit does (the probe, then --publish) and return what node exporter would read."""
     db = "keycloakdb_server"
     env = {**site.env, "NINA_PROBE_DIR": str(site.root / "probe")}
@@ -62,7 +62,7 @@ def probe(site: Site) -> dict[str, str]:
     return {**values, "stderr": done.stderr}
 
 
-def test_the_probe_reports_postgres_up_refusing_and_stopped(site: Site, postgres: Postgres) -> None:  # noqa: F811
+def test_the_probe_reports_postgres_up_refusing_and_stopped(site: Site, postgres: Postgres) -> None:  # noqa: F811  (fixtures)
     up = probe(site)
     assert (up["nina_postgres_up"], up["nina_postgres_ready"], up["stderr"]) == ("1", "1", "")
 
