@@ -29,7 +29,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from nina.catalog import apt, databases, layout, ports, runtimes, versions
+from nina.catalog import apt, databases, layout, logs, ports, runtimes, versions
 from nina.catalog.roles import APP_USERS, DATABASES, ROLES, SYSTEM_GROUP, WEB_ROLES
 from nina.config import Host, StackConfig
 from nina.plan import apps, backups, flower, names, notebook, openvpn, public, quoting, scrape
@@ -104,6 +104,7 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
         "versions": versions,  # every pinned version (nina/catalog/versions.py)
         "runtimes": runtimes,  # the ML runtimes' locks and how they are installed (nina/catalog/runtimes.py)
         "apt_repositories": apt.APT_REPOSITORIES,  # third-party APT repositories and their pinned keys
+        "logs": logs,  # the log patterns mtail counts (nina/catalog/logs.py)
         "bootstrap_dir": BOOTSTRAP_DIR,
         "bootstrap_marker": layout.BOOTSTRAP_MARKER,
         "system_group": SYSTEM_GROUP,

@@ -75,6 +75,13 @@ def operators(src: Sources, host: Host) -> Iterable[Deliverable]:
     yield Deliverable(f"{layout.OPERATOR_KEYS_DIR}/{src.cfg.admin.ssh_user}", keys, "root:root", "0644", ())
 
 
+def base(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """Every host: what follows the tables rather than the host (the base fragment's `delivered`): the log patterns'
+    mtail program and its units, and the weekly re-check of the APT repositories' keys."""
+    for f in cloudinit.delivered_files(src.cfg, host, "base"):
+        yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+
+
 def trust(src: Sources, host: Host) -> Iterable[Deliverable]:
     """The local CA for the system trust store (update-ca-certificates also links it at layout.CA_PEM)."""
     units = tuple(u for role in host.roles if (tls := ROLES[role].tls) for u in tls.units)
@@ -301,7 +308,7 @@ def realm(src: Sources, host: Host) -> Iterable[Deliverable]:
 
 # The payload's order; each producer is independent.
 PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
-    operators, trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, vpn_sites, federations, supernode_liveness, runtime,
+    operators, base, trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, vpn_sites, federations, supernode_liveness, runtime,
     notebooks, monitoring, backup_credentials, validation, realm,
 )
 

@@ -24,7 +24,8 @@ PACKAGES=(
   curl                    # the SuperLink registration commands and the ACL tests talk HTTPS with it
   dpkg-dev                # dpkg-scanpackages: a local APT repository to test the Grafana version pin with apt
   gnupg                   # gpg: keys for the apt_repo test (tests/test_apt_repo.py)
-  postgresql              # a throwaway cluster on 127.0.0.1 for the backup and restore commands (tests/test_backup.py)
+  postgresql              # a throwaway cluster on 127.0.0.1 for the backup and restore commands and the database probe (tests/test_backup.py, test_db_probe.py)
+  mtail                   # the log patterns counted by the real mtail (tests/test_log_patterns.py)
   pebble                  # Let's Encrypt's test ACME server: the public certificate issues and renews (tests/test_public_tls.py)
   certbot                 # the ingress host's ACME client, run against pebble
   sudo                    # visudo -c on the app launcher's rule; the lab's SuperExec starts apps through it

@@ -171,3 +171,58 @@ def test_rules_yaml_is_deterministic_and_names_its_path() -> None:
     document = yaml.safe_load(rules_yaml())
     assert len(document["groups"][0]["rules"]) == len(alerts.RULES)
     assert layout.RULES_PATH.startswith(layout.RULES_DIR + "/") and layout.RULES_PATH.endswith(".yml")
+
+
+def _run_cases(tmp_path: Path, cases: list[dict[str, Any]]) -> tuple[int, str]:
+    """Hand-written promtool cases against the rendered rules file."""
+    (tmp_path / "rules.yml").write_text(rules_yaml())
+    document = {"rule_files": ["rules.yml"], "evaluation_interval": alerts.EVALUATION_INTERVAL, "tests": cases}
+    (tmp_path / "cases.yml").write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    done = _promtool("test", "rules", "cases.yml", cwd=tmp_path)
+    return done.returncode, done.stdout + done.stderr
+
+
+def _fired(series: dict[str, str], name: str, labels: dict[str, str], summary: str) -> dict[str, Any]:
+    rule = next(r for r in alerts.RULES if r.name == name)
+    expected = {"exp_labels": {**labels, "severity": rule.severity, **rule.labels}, "exp_annotations": {"summary": summary, "manual": rule.manual}}
+    return _case(series, name, [expected])
+
+
+@needs_promtool
+def test_the_superexecs_have_down_and_restarting_alerts(tmp_path: Path) -> None:
+    """The SuperExecs start every app (layout.SUPEREXEC_UNIT beside the SuperLink, supernode-superexec@ beside each
+    SuperNode): their rows come from the role table, and fire on the real unit names."""
+    names = {r.name for r in alerts.RULES if r.labels.get("unit") in (layout.SUPEREXEC_UNIT, "supernode-superexec@.service")}
+    assert names == {"SuperlinkSuperexecDown", "SuperlinkSuperexecRestarting", "SupernodeSuperexecDown", "SupernodeSuperexecRestarting"}
+    sl = 'instance="10.0.0.6:9900",job="node",host="sl",environment="test",roles=",superlink,"'
+    sn = 'instance="10.9.0.2:9900",job="node",host="site1",environment="test",roles=",supernode,"'
+    sn1, sn2 = layout.supernode_superexec_unit("sn1"), layout.supernode_superexec_unit("sn2")
+    cases = [
+        _fired(
+            {f"up{{{sl}}}": "1+0x120", f'node_systemd_unit_state{{{sl},name="{layout.SUPEREXEC_UNIT}",state="active",type="simple"}}': "0+0x120"},
+            "SuperlinkSuperexecDown", {**_labels("up{" + sl + "}")},
+            f"sl: {layout.SUPEREXEC_UNIT} is not active (failed, stopped or missing) on the superlink host",
+        ),
+        # one SuperNode's SuperExec failed while its sibling runs
+        _fired(
+            {
+                f'node_systemd_unit_state{{{sn},name="{sn1}",state="failed",type="simple"}}': "1+0x120",
+                f"up{{{sn}}}": "1+0x120",
+                f'node_systemd_unit_state{{{sn},name="{sn1}",state="active",type="simple"}}': "0+0x120",
+                f'node_systemd_unit_state{{{sn},name="{sn2}",state="active",type="simple"}}': "1+0x120",
+            },
+            "SupernodeSuperexecDown", {**_labels(f'x{{{sn},name="{sn1}",state="failed",type="simple"}}')},
+            "site1: supernode-superexec@.service is not active (failed, stopped or missing) on the supernode host",
+        ),
+        _fired(
+            {f'node_systemd_service_restart_total{{{sn},name="{sn2}"}}': "0+1x120"},
+            "SupernodeSuperexecRestarting", {**_labels(f'x{{{sn},name="{sn2}"}}')}, f"site1: {sn2} restarted more than once in 30 minutes",
+        ),
+        # both running: nothing
+        _case(
+            {f"up{{{sl}}}": "1+0x120", f'node_systemd_unit_state{{{sl},name="{layout.SUPEREXEC_UNIT}",state="active",type="simple"}}': "1+0x120"},
+            "SuperlinkSuperexecDown", [],
+        ),
+    ]
+    code, output = _run_cases(tmp_path, cases)
+    assert code == 0, output

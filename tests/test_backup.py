@@ -135,6 +135,14 @@ def pg_bin(name: str) -> str:
 class Postgres:
     port: int
     superuser: list[str]  # prefix that runs a command as the cluster's owner
+    cluster: Path
+    options: str
+
+    def pg_ctl(self, action: str) -> None:
+        """Stop or start the cluster (the database probe's test sees both)."""
+        done = run(*self.superuser, pg_bin("pg_ctl"), "-D", str(self.cluster), "-o", self.options, "-l", str(self.cluster.parent / "log"),
+                   "-w", "-t", "60", *(["-m", "fast"] if action == "stop" else []), action)
+        assert done.returncode == 0, done.stderr
 
     def psql(self, sql: str, database: str = DB.name) -> str:
         done = run(*self.superuser, pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
@@ -163,7 +171,7 @@ def postgres() -> Iterator[Postgres]:
     start = run(*superuser, pg_bin("pg_ctl"), "-D", str(data / "cluster"), "-o", options, "-l", str(data / "log"), "-w", "-t", "60", "start")
     assert start.returncode == 0, start.stderr + (data / "log").read_text()
     try:
-        yield Postgres(port, superuser)
+        yield Postgres(port, superuser, data / "cluster", options)
     finally:
         run(*superuser, pg_bin("pg_ctl"), "-D", str(data / "cluster"), "-m", "immediate", "stop")
         shutil.rmtree(data, ignore_errors=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from nina.catalog import layout
+from nina.catalog import layout, logs
 from nina.catalog.pki import EXPIRY_WARNING_DAYS
 from nina.catalog.roles import BASE_UNITS, ROLES
 
@@ -28,7 +28,10 @@ SEVERITIES = ("low", "medium", "high")  # the manual's words (§5.3.3), lowest f
 PRIORITY_MOUNTS = ("/", "/var/lib/nina")
 NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
 # Oneshot jobs of the platform whose failure leaves the stack's description unapplied.
-PLATFORM_JOBS = (layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT, layout.RUNTIME_UNIT, layout.SUPERNODE_METRICS_UNIT, layout.VPN_METRICS_UNIT)
+PLATFORM_JOBS = (
+    layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT, layout.RUNTIME_UNIT, layout.SUPERNODE_METRICS_UNIT, layout.VPN_METRICS_UNIT,
+    layout.LOG_PATTERNS_PUBLISH_UNIT,
+)
 # A registered SuperNode the SuperLink has not heard from for this long cannot take part in a run (its heartbeat
 # holds for a few minutes; a restart or a short network outage stays below it).
 SUPERNODE_UNSEEN_MINUTES = 30
@@ -427,4 +430,81 @@ def _gpu_rules() -> list[Rule]:
     ]
 
 
-RULES: tuple[Rule, ...] = tuple(_host_rules() + _unit_rules() + _probe_rules() + _site_rules() + _gpu_rules())
+def _oom_rules() -> list[Rule]:
+    """The kernel's OOM killer: node exporter's vmstat collector counts its kills (node_vmstat_oom_kill, in its default
+    field set on Ubuntu 24.04). Which unit lost a process is in the journal: the log patterns count systemd's
+    "killed by the OOM killer" lines per unit (OutOfMemoryInLogs)."""
+    oom = _s("node_vmstat_oom_kill", _node("supernode"))
+    return [
+        Rule(
+            "OomKill", "increase(node_vmstat_oom_kill[30m]) > 0", "0m", "medium",
+            "{{ $labels.host }}: the kernel's OOM killer ended a process in the last 30 minutes "
+            "(journalctl -k -g 'Out of memory' on {{ $labels.host }} names it)", "§5.3",
+            # a kill 10 minutes before the evaluation; then none for an hour
+            Sample({oom: f"0+0x{POINTS - 10} 1+0x10"}, {oom: f"0+0x{POINTS - 60} 1+0x60"}),
+        ),
+    ]
+
+
+# The managed Postgres probe (nina-db-probe@<database>, every minute on the hosts that back each database up).
+POSTGRES_PROBE_STALE_SECONDS = 300
+
+
+def _postgres_rules() -> list[Rule]:
+    pg = _node("iam") + ',database="keycloakdb_server"'
+    probed = {_s("nina_postgres_probe_timestamp_seconds", pg): _rising(60)}  # one probe a minute
+    return [
+        Rule(
+            "PostgresDown", "nina_postgres_up == 0", "5m", "high",
+            "{{ $labels.host }}: the managed PostgreSQL does not serve {{ $labels.database }} (pg_isready or SELECT 1 with the "
+            "host's credentials failed: journalctl -u nina-db-probe@{{ $labels.database }}); its service and backups fail", "§5.3",
+            Sample({_s("nina_postgres_up", pg): _const(0)}, {_s("nina_postgres_up", pg): _const(1)}),
+        ),
+        Rule(
+            "PostgresProbeStale", f"time() - nina_postgres_probe_timestamp_seconds > {POSTGRES_PROBE_STALE_SECONDS}", "10m", "medium",
+            "{{ $labels.host }}: the probe of {{ $labels.database }} has not run for over "
+            + f"{POSTGRES_PROBE_STALE_SECONDS // 60} minutes (systemctl status nina-db-probe@{{{{ $labels.database }}}}.timer): "
+            "PostgresDown cannot fire", "§5.3",
+            # the last probe at time 0, two hours before the evaluation; healthy: one every minute
+            Sample({_s("nina_postgres_probe_timestamp_seconds", pg): _const(0)}, probed),
+        ),
+    ]
+
+
+# The log patterns of §5.3 (nina/catalog/logs.py): any out-of-memory line in LOG_OOM_WINDOW; more than
+# LOG_ERRORS_THRESHOLD error lines of one pattern and unit in LOG_ERRORS_WINDOW (one is noise, a burst is a failure).
+LOG_OOM_WINDOW = "30m"
+LOG_ERRORS_WINDOW = "15m"
+LOG_ERRORS_THRESHOLD = 5
+
+
+def _log_counted(kind: str, window: str, threshold: int) -> str:
+    """Lines of the patterns of `kind` counted in `window`, more than `threshold`. mtail creates a series at its first
+    match, so a series that did not exist `window` ago counts with its whole value (increase() cannot see that step)."""
+    series = f'{logs.METRIC}{{pattern=~"{"|".join(logs.names(kind))}"}}'
+    return f"(increase({series}[{window}]) > {threshold}) or (({series} unless {series} offset {window}) > {threshold})"
+
+
+def _log_rules() -> list[Rule]:
+    oom = _s(logs.METRIC, _node("supernode") + ',pattern="cuda_out_of_memory",unit="supernode@sn1.service"')
+    err = _s(logs.METRIC, _node("iam") + ',pattern="postgres_connection_failed",unit="keycloak.service"')
+    return [
+        Rule(
+            "OutOfMemoryInLogs", _log_counted(logs.OOM, LOG_OOM_WINDOW, 0), "0m", "medium",
+            "{{ $labels.host }}: {{ $labels.unit }} logged running out of memory ({{ $labels.pattern }}) in the last "
+            + f"{LOG_OOM_WINDOW} (journalctl -u {{{{ $labels.unit }}}})", "§5.3",
+            # firing: the series appears with its first match 10 minutes before the evaluation; healthy: an old match
+            Sample({oom: f"_x{POINTS - 10} 1+0x10"}, {oom: f"0+0x{POINTS - 60} 1+0x60"}),
+        ),
+        Rule(
+            "ServiceErrorsInLogs", _log_counted(logs.ERROR, LOG_ERRORS_WINDOW, LOG_ERRORS_THRESHOLD), "0m", "medium",
+            "{{ $labels.host }}: {{ $labels.unit }} logged more than " + f"{LOG_ERRORS_THRESHOLD} {{{{ $labels.pattern }}}} errors in "
+            + f"{LOG_ERRORS_WINDOW} (journalctl -u {{{{ $labels.unit }}}})", "§5.3",
+            Sample({err: _rising(1)}, {err: f"0+0x{POINTS - 60} 3+0x60"}),
+        ),
+    ]
+
+
+RULES: tuple[Rule, ...] = tuple(
+    _host_rules() + _unit_rules() + _probe_rules() + _site_rules() + _gpu_rules() + _oom_rules() + _postgres_rules() + _log_rules()
+)

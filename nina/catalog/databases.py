@@ -40,6 +40,17 @@ def backup_unit(name: str, kind: str = "service") -> str:
     return f"nina-backup@{name}.{kind}"
 
 
+# The managed Postgres is probed every minute from each host that backs a database up (its only clients but the
+# services themselves, so no port opens): pg_isready and a SELECT 1 with the backup's credentials, published as
+# nina_postgres_up / nina_postgres_ready / nina_postgres_probe_timestamp_seconds (alerts PostgresDown, PostgresProbeStale).
+PROBE_COMMAND = "/usr/local/sbin/nina-db-probe"
+
+
+def probe_unit(name: str, kind: str = "service") -> str:
+    """nina-db-probe@<database>.service probes one database; its .timer runs it every minute."""
+    return f"nina-db-probe@{name}.{kind}"
+
+
 def credentials_env(name: str) -> str:
     """PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE for one database's backup; delivered (the address is known only
     once Trove has created the instance)."""

@@ -155,3 +155,10 @@ ALERTMANAGER_PATH = "/etc/prometheus/alertmanager.yml"  # the Ubuntu package's p
 SMTP_PASSWORD_PATH = "/etc/prometheus/alertmanager-smtp-password"
 DASHBOARD_DIR = "/etc/grafana/dashboards/nina"  # Grafana's file provider rescans the folder
 DASHBOARD_PATH = f"{DASHBOARD_DIR}/node-overview.json"
+
+# The log patterns of manual §5.3 (nina/catalog/logs.py): the mtail program, the service that feeds it the journal,
+# and the job that publishes its counters through node exporter's textfile collector.
+LOG_PATTERNS_DIR = "/usr/local/lib/nina/mtail"
+LOG_PATTERNS_COMMAND = "/usr/local/sbin/nina-log-patterns"
+LOG_PATTERNS_UNIT = "nina-log-patterns.service"
+LOG_PATTERNS_PUBLISH_UNIT = "nina-log-patterns-publish.service"

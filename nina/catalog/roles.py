@@ -22,7 +22,7 @@ from nina.catalog.databases import Database
 
 # Every host, whatever its roles (§4.1.2.1: "this needs to be executed on all servers").
 SYSTEM_GROUP = "fl_system"
-BASE_UNITS = ("ssh.service", "prometheus-node-exporter.service")
+BASE_UNITS = ("ssh.service", "prometheus-node-exporter.service", layout.LOG_PATTERNS_UNIT)
 # The users researchers' apps and their SuperExec run as, on hosts whose roles run apps: not in fl_system.
 APP_USERS = (layout.SUPEREXEC_USER, layout.APP_USER)
 # nftables tables every host loads: only root may ask the instance metadata service (user-data is readable there).

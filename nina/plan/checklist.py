@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from nina.catalog import layout
-from nina.catalog.databases import backup_unit
+from nina.catalog.databases import backup_unit, probe_unit
 from nina.catalog.ports import listeners
 from nina.catalog.roles import BASE_GUARDS, BASE_UNITS, ROLES
 from nina.config import Host, StackConfig
@@ -33,6 +33,7 @@ def units(cfg: StackConfig, host: Host) -> list[str]:
             else:
                 wanted.append(unit)
     wanted += [backup_unit(d.name, "timer") for d in backed_up_on(cfg, host)]
+    wanted += [probe_unit(d.name, "timer") for d in backed_up_on(cfg, host)]
     return list(dict.fromkeys(wanted))
 
 
