@@ -5,6 +5,7 @@ tunnel in test_vpn_tunnel.py."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import shutil
 import subprocess
@@ -245,3 +246,24 @@ def test_site_files_hold_no_private_key() -> None:
     assert "PRIVATE" not in str(files)
     assert files["tls-crypt.key"].mode == "0600" and files["client.crt"].content == "CERT"
     assert "remote 203.0.113.7 1194 udp" in files["client.conf"].content
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to group adm needs root")
+def test_the_servers_logs_are_readable_by_the_log_pattern_counter(tmp_path: Path) -> None:
+    """The drop-in's ExecStartPre, unescaped as systemd does (%i, $$) and run with its log directory moved under
+    tmp: an existing 0600 log (what OpenVPN creates) and a missing one both end root:adm 0640, content kept."""
+    import grp
+
+    _, _, files = next(iter(vpn_hosts()))
+    dropin = files["/etc/systemd/system/openvpn-server@.service.d/10-nina.conf"]
+    (line,) = [ln for ln in dropin.splitlines() if ln.startswith("ExecStartPre=")]
+    command = line.removeprefix("ExecStartPre=").removeprefix("+").replace("%i", "server-udp").replace("$$", "$")
+    command = command.replace(openvpn.LOG_DIR, str(tmp_path))
+    assert command.startswith("/bin/sh -c '") and command.endswith("'")
+    subprocess.run(["/bin/sh", "-c", command[len("/bin/sh -c '") : -1]], check=True)
+    log = tmp_path / "server-udp.log"
+    assert oct(log.stat().st_mode & 0o777) == "0o640" and grp.getgrgid(log.stat().st_gid).gr_name == "adm"
+    log.write_text("kept\n")
+    log.chmod(0o600)
+    subprocess.run(["/bin/sh", "-c", command[len("/bin/sh -c '") : -1]], check=True)
+    assert log.read_text() == "kept\n" and oct(log.stat().st_mode & 0o777) == "0o640"
