@@ -26,7 +26,7 @@ from components.host import Vm
 from components.pki import Pki
 from components.secrets import Secrets
 from nina.config import StackConfig
-from nina.plan import flower, names, openvpn, public, realm, site
+from nina.plan import flower, names, openvpn, public, realm, scrape, site
 
 
 def serial_of(cert_pem: str) -> str:
@@ -120,6 +120,8 @@ def stack_outputs(
         "vpn": vpn_outputs,
         # Per on-premises organisation: only what its kit needs (nina bundle --outputs; README: On-premises sites).
         **sites(cfg, pki, vpn_outputs),
+        # What Prometheus scrapes, which alerts exist, and per on-premises site what watches it (README: Operations).
+        "monitoring": scrape.summary(cfg),
         # Researchers' ~/.flwr/config.toml: one connection per federation (README: Federations).
         "flwr_connections": flower.connections(cfg),
         "flwr_config_toml": flower.config_toml(cfg),

@@ -637,3 +637,20 @@ def test_each_federation_has_a_dashboard_of_its_own(previews: dict[str, Preview]
     (tmp_path / "t.yml").write_text(yaml.safe_dump({"rule_files": ["panels.yml"], "evaluation_interval": "1m", "tests": [case]}))
     result = run(tool("promtool"), "test", "rules", str(tmp_path / "t.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_preview_shows_what_watches_the_on_premises_site(previews: dict[str, Preview]) -> None:
+    """`nina preview --stack uat` lists the scrape targets and alerts of the on-premises site (stack output
+    `monitoring`), read from the same files and table Prometheus gets."""
+    preview = previews["uat"]
+    summary = preview.data["outputs"]["monitoring"]
+    fed = preview.cfg.federations["uat-cardiac"]
+    addresses = openvpn.site_addresses(fed, "metro-north", preview.cfg.vpn_clients(fed)).values()
+    site = summary["sites"]["metro-north"]["uat-cardiac"]
+    assert sorted(site["scraped"]) == sorted(f"{a}:{p}" for a in addresses for p in (9900, 9400))
+    assert {"SiteVpnDown", "SiteCertificateExpiring", "SiteDcgmExporterDown", "SuperNodeNotSeen"} <= set(site["alerts"])
+    assert set(site["alerts"]) <= {r.name for r in alert_table.RULES}
+    assert site["supernodes"] == ["mn-sn1"]
+    assert set(site["scraped"]) == set(summary["scrape_targets"]["site-node"]) | set(summary["scrape_targets"]["site-dcgm"])
+    assert summary["alerts"]["SiteCertificateExpiring"] == "medium/high"
+    assert "org-b" not in summary["sites"]  # Nectar-hosted: a host like any other

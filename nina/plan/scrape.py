@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 
+from nina.catalog import alerts as alert_table
 from nina.catalog import layout
 from nina.catalog.ports import PORTS
 from nina.catalog.roles import WEB_ROLES
@@ -147,6 +148,42 @@ def target_files(cfg: StackConfig) -> dict[str, str]:
     }
     assert set(groups) == set(JOB_FILES)
     return {JOB_FILES[job]: json.dumps(groups[job], indent=1, sort_keys=True) + "\n" for job in sorted(groups)}
+
+
+# The alerts that watch one on-premises site (nina/catalog/alerts.py): its tunnel, its exporters, its certificate, its
+# SuperNodes as the SuperLink hears them, and the host rules its machine's node exporter feeds.
+SITE_ALERTS = ("SiteVpnDown", "SiteNodeExporterDown", "SiteCertificateExpiring", "SuperNodeNotSeen", "SuperNodeNotRegistered",
+               "CpuLoadHigh", "MemoryLow", "DiskSpaceLow", "DiskWillFillIn24h", "OomKill")
+SITE_GPU_ALERTS = ("SiteDcgmExporterDown", "GpuTemperatureHigh", "GpuMemoryHigh")
+
+
+def summary(cfg: StackConfig) -> dict[str, object]:
+    """The stack output `monitoring`: what Prometheus scrapes and which alerts exist, so a preview (and a reviewer)
+    sees that a new site is watched. Per on-premises site and federation: the tunnel addresses scraped and the
+    alerts that watch it."""
+    jobs = {job: sorted(t for g in json.loads(text) for t in g["targets"]) for job, text in
+            ((job, target_files(cfg)[name]) for job, name in JOB_FILES.items())}
+    rules: dict[str, list[str]] = {}
+    for rule in alert_table.RULES:
+        rules.setdefault(rule.name, []).append(rule.severity)
+    sites: dict[str, dict[str, object]] = {}
+    for fed in sorted(cfg.federations.values(), key=lambda f: f.name):
+        if fed.archived:
+            continue
+        for org in sorted(cfg.vpn_clients(fed)):
+            gpu = cfg.organisations[org].gpu
+            addresses = openvpn.site_addresses(fed, org, cfg.vpn_clients(fed))
+            watched = SITE_ALERTS + (SITE_GPU_ALERTS if gpu else ())
+            sites.setdefault(org, {})[fed.name] = {
+                "scraped": [f"{a}:{PORT[p]}" for a in addresses.values() for p in ("node-exporter", *(("dcgm-exporter",) if gpu else ()))],
+                "supernodes": [sn.name for sn in fed.supernodes if sn.organisation == org],
+                "alerts": [name for name in watched if name in rules],
+            }
+    return {
+        "scrape_targets": jobs,
+        "alerts": {name: "/".join(levels) for name, levels in sorted(rules.items())},
+        "sites": sites,
+    }
 
 
 def monitoring_files(cfg: StackConfig) -> dict[str, tuple[str, tuple[str, ...]]]:
