@@ -73,6 +73,8 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
         per_host = {
             "host": host,
             "backups": backed_up,  # the databases this host backs up
+            # where this host's backups go off the host (§4.3.1): the stack's container, under its own prefix
+            "offsite": {"container": databases.offsite_container(cfg.environment), "prefix": backups.object_prefix(host)},
             "superlinks": cfg.federations_served_by(host.name, "superlink"),
             "vpns": cfg.federations_served_by(host.name, "vpn"),
             "supernodes": cfg.supernodes_on(host.name),
@@ -123,12 +125,14 @@ def app_lock(cfg: StackConfig, host: Host) -> runtimes.Lock | None:
 
 def fragments(cfg: StackConfig, host: Host) -> list[str]:
     """The base first, then the host's roles in table order (stable, whatever order the stack lists them), then the
-    runtime of the federation whose apps run here, then the backups of the databases those roles use."""
+    runtime of the federation whose apps run here, then the backups of the databases those roles use, then what
+    copies backups off the host."""
     return (
         ["base"]
         + [r for r in ROLES if r in host.roles]
         + (["runtime"] if app_lock(cfg, host) else [])
         + (["backup"] if backups.backed_up_on(cfg, host) else [])
+        + (["offsite"] if backups.uploaders_on(cfg, host) else [])
     )
 
 

@@ -18,15 +18,19 @@ import pulumi
 
 import cloudinit
 from components.database import ManagedPostgres
+from components.offsite import OffsiteBackups
 from components.pki import Pki
 from components.secrets import Secrets
 from components.site_certificates import site_certificates_of
 from nina.catalog import layout
 from nina.catalog.databases import (
     BACKUP_USER,
+    SUPERLINK_BACKUP_UNIT,
+    SUPERLINK_USER,
     backup_unit,
     credentials_env,
     credentials_pgpass,
+    offsite_credentials,
 )
 from nina.catalog.roles import (
     ROLES,
@@ -60,6 +64,7 @@ class Sources:
     pki: Pki
     secrets: Secrets
     database: ManagedPostgres
+    offsite: OffsiteBackups
 
 
 def _key_mode(owner: str) -> str:
@@ -275,6 +280,29 @@ def backup_credentials(src: Sources, host: Host) -> Iterable[Deliverable]:
         yield Deliverable(credentials_pgpass(row.name), pulumi.Output.secret(pgpass), f"{BACKUP_USER}:{SYSTEM_GROUP}", "0600", start)
 
 
+def offsite_backups(src: Sources, host: Host) -> Iterable[Deliverable]:
+    """§4.3.1 "archived": the host's application credential for the stack's container, a copy for each user that
+    uploads here (nina-backup its dumps, superlink its state snapshots), readable by that user alone; the SuperLink
+    state backup's commands, unit and timer (the offsite fragment's `delivered`). New credentials start a SuperLink
+    snapshot at once (the Postgres backups start with their own credentials)."""
+    for f in cloudinit.delivered_files(src.cfg, host, "offsite"):
+        yield Deliverable(f.path, f.content, f.owner, f.mode, f.units)
+    uploaders = backups.uploaders_on(src.cfg, host)
+    if not uploaders:
+        return
+    text = pulumi.Output.all(src.offsite.credential_ids[host.name], src.offsite.credential_secrets[host.name]).apply(
+        functools.partial(_offsite_text, src.cfg)
+    )
+    for user in uploaders:
+        units = (f"start:{SUPERLINK_BACKUP_UNIT}",) if user == SUPERLINK_USER else ()
+        yield Deliverable(offsite_credentials(user), pulumi.Output.secret(text), f"{user}:{SYSTEM_GROUP}", "0600", units)
+
+
+def _offsite_text(cfg: StackConfig, values: list[str]) -> str:
+    credential_id, secret = values
+    return backups.offsite_credentials_text(cfg, credential_id, secret)
+
+
 def _backup_pgpass(name: str, port: int, values: list[str]) -> str:
     address, password = values
     return backups.pgpass_text(name, address, port, password)
@@ -309,7 +337,7 @@ def realm(src: Sources, host: Host) -> Iterable[Deliverable]:
 # The payload's order; each producer is independent.
 PRODUCERS: tuple[Callable[[Sources, Host], Iterable[Deliverable]], ...] = (
     operators, base, trust, server_tls, service_env, flower_keys, vpn_keys, vpn_clients, vpn_sites, federations, supernode_liveness, runtime,
-    notebooks, monitoring, backup_credentials, validation, realm,
+    notebooks, monitoring, backup_credentials, offsite_backups, validation, realm,
 )
 
 # Directories the payload needs that no package creates (secrets stay out of world-readable places).

@@ -14,6 +14,7 @@ from components.delivery_payload import Sources
 from components.dns import PublicDns
 from components.host import Vm
 from components.network import NetworkPartition
+from components.offsite import OffsiteBackups
 from components.pki import Pki
 from components.realm import Realm
 from components.registrations import Registrations
@@ -66,6 +67,7 @@ class Platform(pulumi.ComponentResource):
         self.pki = Pki("pki", issuance(cfg), child)
         warn_until_shipped(cfg, self.pki)
         self.secrets = Secrets("secrets", cfg.secrets, child)
+        self.offsite = OffsiteBackups("backups", cfg, child)
         self.vms = {
             h.name: Vm(
                 env,
@@ -80,7 +82,7 @@ class Platform(pulumi.ComponentResource):
             for h in cfg.hosts.values()
         }
         self.dns = PublicDns("dns", env, cfg.dns.public_zone, public.public_records(cfg), self.vms, child)
-        sources = Sources(cfg, self.pki, self.secrets, self.database)
+        sources = Sources(cfg, self.pki, self.secrets, self.database, self.offsite)
         self.delivery = Delivery("delivery", sources, self.vms, child)
         # One registration command per SuperNode, run on its SuperLink host after that host's delivery.
         self.registrations = Registrations("federations", sources, self.vms, self.delivery.commands, child)

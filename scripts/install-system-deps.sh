@@ -31,6 +31,12 @@ PACKAGES=(
   sudo                    # visudo -c on the app launcher's rule; the lab's SuperExec starts apps through it
   cloud-init              # the real runcmd handling, in a mount namespace: a failed bootstrap is reported (tests/test_bootstrap.py)
   prometheus-node-exporter # the site bundle's exporter, socket-activated on its tunnel addresses (tests/test_site_monitoring.py)
+  swift-proxy             # OpenStack Swift on 127.0.0.1 (proxy, tempauth): backups go off the host and come back (tests/test_offsite_backup.py)
+  swift-account           # ... its account,
+  swift-container         # ... container
+  swift-object            # ... and object servers, one-replica rings built by swift-ring-builder (package swift)
+  memcached               # ... where tempauth keeps its tokens
+  python3-swiftclient     # the backup hosts' uploader, `swift`, run by the rendered nina-offsite-backup
 )
 
 if [ "$(id -u)" -eq 0 ]; then

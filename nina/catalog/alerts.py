@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 from nina.catalog import layout, logs
+from nina.catalog.databases import SUPERLINK_BACKUP_UNIT, SUPERLINK_STATE_ALERT_BYTES
 from nina.catalog.pki import EXPIRY_WARNING_DAYS
 from nina.catalog.roles import BASE_UNITS, ROLES
 
@@ -446,6 +447,47 @@ def _oom_rules() -> list[Rule]:
     ]
 
 
+# ---------------------------------------------------------------------------- backups off the host (issue 14, part 5)
+_OFFSITE = _node("iam") + ',backup="keycloakdb_server"'
+_STATE = _node("superlink") + ',federation="fl"'
+
+
+def _offsite_rules() -> list[Rule]:
+    """§4.3.1 "archived": each backup host copies its backups into the stack's container and publishes the time of
+    the last verified copy; the SuperLink host publishes its state database's size (§4.1.2.17.3)."""
+    offsite, local, max_age = "nina_offsite_backup_last_success_timestamp_seconds", "nina_backup_last_success_timestamp_seconds", "nina_backup_max_age_seconds"
+    failed_unit = f'{_node("superlink")},name="{SUPERLINK_BACKUP_UNIT}",state="failed",type="oneshot"'
+    return [
+        # The copy's age against the same schedule as the local backup's (a failed upload fails the backup run too:
+        # BackupFailed); and a host that backs up but has never copied anything off (no credential, no package).
+        Rule(
+            "OffsiteBackupStale",
+            f"time() - {offsite} > {max_age} or ({local} unless on (instance, backup) {offsite})", "1h", "medium",
+            "{{ $labels.host }}: the newest off-host copy of {{ $labels.backup }} in the object store is older than its schedule "
+            "allows, or there is none (journalctl -u the backup's unit; README: Backups)", "§4.3.1",
+            Sample(
+                {_s(offsite, _OFFSITE): _const(-40 * _DAY), _s(max_age, _OFFSITE): _const(35 * _DAY), _s(local, _OFFSITE): _const(0)},
+                {_s(offsite, _OFFSITE): _const(0), _s(max_age, _OFFSITE): _const(35 * _DAY), _s(local, _OFFSITE): _const(0)},
+            ),
+        ),
+        Rule(
+            "SuperLinkBackupFailed", f'node_systemd_unit_state{{name="{SUPERLINK_BACKUP_UNIT}",state="failed"}} == 1', "5m", "medium",
+            "{{ $labels.host }}: the SuperLink state backup or its off-host copy failed (journalctl -u {{ $labels.name }})", "§4.3.1",
+            Sample({_s("node_systemd_unit_state", failed_unit): _const(1)}, {_s("node_systemd_unit_state", failed_unit): _const(0)}),
+        ),
+        # §4.1.2.17.3: the state file may need purging when it grows too large (catalog/databases.py says why 1 GiB).
+        Rule(
+            "SuperLinkStateLarge", f"nina_superlink_state_size_bytes > {SUPERLINK_STATE_ALERT_BYTES}", "1h", "low",
+            "{{ $labels.federation }}: the SuperLink's state database has grown above "
+            + f"{SUPERLINK_STATE_ALERT_BYTES >> 30} GiB: archive and purge old runs (manual §4.1.2.17.3; README: Backups)", "§4.1.2.17.3",
+            Sample(
+                {_s("nina_superlink_state_size_bytes", _STATE): _const(3 * SUPERLINK_STATE_ALERT_BYTES)},
+                {_s("nina_superlink_state_size_bytes", _STATE): _const(SUPERLINK_STATE_ALERT_BYTES // 100)},
+            ),
+        ),
+    ]
+
+
 # The managed Postgres probe (nina-db-probe@<database>, every minute on the hosts that back each database up).
 POSTGRES_PROBE_STALE_SECONDS = 300
 
@@ -506,5 +548,6 @@ def _log_rules() -> list[Rule]:
 
 
 RULES: tuple[Rule, ...] = tuple(
-    _host_rules() + _unit_rules() + _probe_rules() + _site_rules() + _gpu_rules() + _oom_rules() + _postgres_rules() + _log_rules()
+    _host_rules() + _unit_rules() + _probe_rules() + _site_rules() + _gpu_rules() + _oom_rules() + _offsite_rules() + _postgres_rules()
+    + _log_rules()
 )

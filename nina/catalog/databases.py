@@ -59,3 +59,49 @@ def credentials_env(name: str) -> str:
 
 def credentials_pgpass(name: str) -> str:
     return f"/etc/nina/secrets/backup-{name}.pgpass"
+
+
+# ------------------------------------------------------------------------------------------ off the host (§4.3.1)
+# §4.3.1 wants backups "archived": after each local backup the host copies it into the stack's object-storage
+# container (Nectar's Swift), with python3-swiftclient's `swift` and a per-host application credential that may
+# write only that host's objects (components/offsite.py). Swift deletes each copy itself after its retention
+# (X-Delete-After), so no host needs the right to delete.
+OFFSITE_COMMAND = "/usr/local/sbin/nina-offsite-backup"  # upload | record | fetch
+OFFSITE_PACKAGES = ("python3-swiftclient", "python3-keystoneauth1")  # keystoneauth: application credentials
+# Nectar's Keystone (the openrc files' OS_AUTH_URL); nina:cloud.auth_url changes it.
+NECTAR_AUTH_URL = "https://identity.rc.nectar.org.au/v3/"
+OFFSITE_DAYS = 400  # default: a year of monthly dumps, plus a month
+SUPERLINK_OFFSITE_DAYS = 30  # default for the daily SuperLink snapshots
+SUPERLINK_KEEP = 7  # default: a week of daily snapshots on the SuperLink's state volume
+
+
+def offsite_container(environment: str) -> str:
+    """The stack's backup container: one per environment."""
+    return f"nina-{environment}-backups"
+
+
+def offsite_credentials(user: str) -> str:
+    """The swift client's settings for the user that uploads (OS_AUTH_TYPE=v3applicationcredential, ...): a copy per
+    user that uploads on the host (nina-backup for Postgres dumps, superlink for its state), readable by it alone."""
+    return f"/etc/nina/secrets/offsite-{user}.env"
+
+
+# The SuperLink's state database (runs, registered SuperNodes; §4.1.2.17.3) is copied with SQLite's online backup API
+# by the SuperLink's own user (the database is in WAL mode: a reader needs write access to its -shm file), daily.
+SUPERLINK_USER = "superlink"
+SUPERLINK_STATE = "/var/lib/nina/superlink/state.db"
+SUPERLINK_BACKUP_DIR = "/var/lib/nina/superlink/backups"  # readable by fl_system, on the state volume
+SUPERLINK_BACKUP_COMMAND = "/usr/local/sbin/nina-superlink-backup"
+SUPERLINK_RESTORE_COMMAND = "/usr/local/sbin/nina-superlink-restore"
+SUPERLINK_BACKUP_UNIT = "nina-superlink-backup.service"
+SUPERLINK_BACKUP_TIMER = "nina-superlink-backup.timer"
+SUPERLINK_MAX_AGE_DAYS = 2  # daily, plus a day to notice and fix a failing one
+# §4.1.2.17.3: the state file may need purging when it grows too large. Above this the SuperLinkStateLarge alert says
+# so: the live file plus SUPERLINK_KEEP snapshots then take 8 GiB of the state volume and each daily upload 1 GiB,
+# while a fresh federation's state is a few MiB (each run adds its messages and logs).
+SUPERLINK_STATE_ALERT_BYTES = 1 << 30
+
+
+def superlink_backup_name(federation: str) -> str:
+    """How a SuperLink's snapshots are named (files superlink-<fed>_<time>.db, the metrics' `backup` label)."""
+    return f"superlink-{federation}"

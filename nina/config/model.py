@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from nina.catalog.databases import SCHEDULES
+from nina.catalog.databases import NECTAR_AUTH_URL, OFFSITE_DAYS, SCHEDULES, SUPERLINK_KEEP, SUPERLINK_OFFSITE_DAYS
 from nina.catalog.roles import DATABASES, ROLES
 
 IPNet = ipaddress.IPv4Network
@@ -26,6 +26,10 @@ class Cloud:
     external_network: str  # the Nectar floating-IP pool / router gateway network
     image: str  # Ubuntu 24.04 LTS (§3.2.1), by Glance name
     dns_nameservers: tuple[str, ...]
+    # Keystone, for the backup hosts' application credentials (the project's openrc OS_AUTH_URL) and the region of
+    # the object store they upload to (None: the catalog's only one).
+    auth_url: str = NECTAR_AUTH_URL
+    object_store_region: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,9 @@ class DatabaseSettings:
     datastore_version: str  # Trove's PostgreSQL version; the backup hosts install the pg_dump of the same major
     backup_schedule: str = "monthly"  # §4.3.1: monthly, and once after each release (first delivery)
     backup_keep: int = 12  # dumps kept per database on the backup host, newest first
+    offsite_days: int = OFFSITE_DAYS  # how long each dump's copy stays in the stack's container (X-Delete-After)
+    superlink_keep: int = SUPERLINK_KEEP  # daily SuperLink state snapshots kept on its host
+    superlink_offsite_days: int = SUPERLINK_OFFSITE_DAYS  # how long each snapshot's copy stays in the container
     databases: tuple[str, ...] = tuple(DATABASES)  # §4.3.1
 
     @property

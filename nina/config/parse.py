@@ -13,7 +13,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from nina.catalog.databases import PG_MAJORS, SCHEDULES
+from nina.catalog.databases import (
+    NECTAR_AUTH_URL,
+    OFFSITE_DAYS,
+    PG_MAJORS,
+    SCHEDULES,
+    SUPERLINK_KEEP,
+    SUPERLINK_MAX_AGE_DAYS,
+    SUPERLINK_OFFSITE_DAYS,
+)
 from nina.catalog.roles import CREDENTIALS
 from nina.config.federations import parse_federations
 from nina.config.model import (
@@ -41,7 +49,7 @@ SMTP_USER = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
 
 def _parse_cloud(r: Reader, raw: Any) -> Cloud:
     p = "nina:cloud"
-    d = r.mapping(raw, p, ("availability_zone", "external_network", "image", "dns_nameservers"))
+    d = r.mapping(raw, p, ("availability_zone", "external_network", "image", "dns_nameservers", "auth_url", "object_store_region"))
     nameservers = r.strings(d, "dns_nameservers", p, required=False)
     for i, ns in enumerate(nameservers):
         try:
@@ -53,7 +61,29 @@ def _parse_cloud(r: Reader, raw: Any) -> Cloud:
         external_network=r.text(d, "external_network", p),
         image=r.text(d, "image", p),
         dns_nameservers=tuple(nameservers),
+        auth_url=_auth_url(r, d, p),
+        object_store_region=_region(r, d, p),
     )
+
+
+# Keystone's URL reaches the backup hosts' credentials files and the swift client: https, a host, a path; nothing
+# a shell or an env file would read differently.
+AUTH_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
+REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _auth_url(r: Reader, d: dict[str, Any], p: str) -> str:
+    url = r.string(d, "auth_url", p, NECTAR_AUTH_URL)
+    r.matches(url, AUTH_URL, f"{p}.auth_url", "an https:// URL of Keystone (the openrc file's OS_AUTH_URL)")
+    return url
+
+
+def _region(r: Reader, d: dict[str, Any], p: str) -> str | None:
+    if "object_store_region" not in d:
+        return None
+    region = r.string(d, "object_store_region", p)
+    r.matches(region, REGION, f"{p}.object_store_region", "an OpenStack region name")
+    return region
 
 
 def _parse_admin(r: Reader, raw: Any) -> Admin:
@@ -125,14 +155,34 @@ def _parse_database(r: Reader, raw: Any) -> DatabaseSettings:
     if not re.fullmatch(r"\d+(\.\d+)?", version) or int(version.split(".")[0]) not in PG_MAJORS:
         r.problem(f"{p}.datastore_version", f"{version!r} is not a PostgreSQL version the backups can dump (a major from {PG_MAJORS[0]} to {PG_MAJORS[-1]}, e.g. \"17\")")
         version = "17"
-    b = r.mapping(d.get("backup", {}), f"{p}.backup", ("schedule", "keep"))
+    b = r.mapping(d.get("backup", {}), f"{p}.backup", ("schedule", "keep", "offsite_days", "superlink_keep", "superlink_offsite_days"))
+    schedule = r.choice(b, "schedule", f"{p}.backup", tuple(SCHEDULES), "monthly")
+    offsite_days = r.integer(b, "offsite_days", f"{p}.backup", OFFSITE_DAYS, minimum=1)
+    superlink_offsite_days = r.integer(b, "superlink_offsite_days", f"{p}.backup", SUPERLINK_OFFSITE_DAYS, minimum=1)
+    # An off-host copy must outlive the interval to the next one, or the container holds none in between.
+    for key, days, interval, what in (
+        ("offsite_days", offsite_days, SCHEDULES.get(schedule, 35), f"the {schedule} schedule"),
+        ("superlink_offsite_days", superlink_offsite_days, SUPERLINK_MAX_AGE_DAYS, "the daily SuperLink snapshots"),
+    ):
+        if not isinstance(b.get(key, days), int) or days < 1:
+            continue  # already reported as not an integer, or below 1
+        if days < interval:
+            r.problem(f"{p}.backup.{key}", f"{days} days is shorter than {what} allows ({interval} days): the container would hold no copy between backups")
+        if days > MAX_OFFSITE_DAYS:
+            r.problem(f"{p}.backup.{key}", f"{days} days is more than {MAX_OFFSITE_DAYS} (ten years)")
     return DatabaseSettings(
         r.text(d, "flavor", p, maximum=64),
         r.integer(d, "size_gb", p, minimum=1),
         version,
-        r.choice(b, "schedule", f"{p}.backup", tuple(SCHEDULES), "monthly"),
+        schedule,
         r.integer(b, "keep", f"{p}.backup", 12, minimum=1),
+        offsite_days,
+        r.integer(b, "superlink_keep", f"{p}.backup", SUPERLINK_KEEP, minimum=1),
+        superlink_offsite_days,
     )
+
+
+MAX_OFFSITE_DAYS = 3650
 
 
 

@@ -64,11 +64,13 @@ COMPUTED: dict[str, tuple[str, ...]] = {
     "openstack:database/instance:Instance": ("addresses",),
     "openstack:compute/instance:Instance": ("accessIpV4",),
     "command:remote:Command": ("stdout", "stderr"),
+    "openstack:identity/applicationCredential:ApplicationCredential": ("secret", "projectId"),
 }
 SECRET_OUTPUTS = {
     "tls:index/privateKey:PrivateKey": ("privateKeyPem", "privateKeyPemPkcs8", "privateKeyOpenssh"),
     "random:index/randomPassword:RandomPassword": ("result", "bcryptHash"),
     "random:index/randomBytes:RandomBytes": ("base64", "hex"),
+    "openstack:identity/applicationCredential:ApplicationCredential": ("secret",),
 }
 
 

@@ -12,11 +12,11 @@ import json
 from typing import Any
 
 from nina.catalog import layout
-from nina.catalog.databases import backup_unit, probe_unit
+from nina.catalog.databases import SUPERLINK_BACKUP_TIMER, backup_unit, probe_unit
 from nina.catalog.ports import listeners
 from nina.catalog.roles import BASE_GUARDS, BASE_UNITS, ROLES
 from nina.config import Host, StackConfig
-from nina.plan.backups import backed_up_on
+from nina.plan.backups import backed_up_on, superlink_backups_on
 
 
 def units(cfg: StackConfig, host: Host) -> list[str]:
@@ -34,6 +34,7 @@ def units(cfg: StackConfig, host: Host) -> list[str]:
                 wanted.append(unit)
     wanted += [backup_unit(d.name, "timer") for d in backed_up_on(cfg, host)]
     wanted += [probe_unit(d.name, "timer") for d in backed_up_on(cfg, host)]
+    wanted += [SUPERLINK_BACKUP_TIMER] if superlink_backups_on(cfg, host) else []
     return list(dict.fromkeys(wanted))
 
 
