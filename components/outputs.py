@@ -25,6 +25,7 @@ from components.dns import PublicDns
 from components.host import Vm
 from components.pki import Pki
 from components.secrets import Secrets
+from nina.catalog.databases import offsite_container
 from nina.config import StackConfig
 from nina.plan import flower, names, openvpn, public, realm, scrape, site
 
@@ -108,6 +109,8 @@ def stack_outputs(
         "public_dns": dns.records,
         "internal_names": {n: [names.fqdn(cfg, a) for a in names.aliases(cfg, h)] for n, h in cfg.hosts.items()},
         "postgres_address": database.address,
+        # Where the backups are copied off the hosts (README: Backups): restore from here.
+        "backup_container": {"name": offsite_container(cfg.environment), "region": cfg.cloud.object_store_region},
         # Distribute to anyone who must trust NINA's internal endpoints (researchers' flwr, hospital sites).
         "ca_cert_pem": pki.ca_cert_pem,
         # Monitoring alerts on these; the preview warns within EXPIRY_WARNING_DAYS (nina/catalog/pki.py).
