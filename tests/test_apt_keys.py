@@ -76,9 +76,9 @@ class Host:
         return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+) (\S+)$", text, re.M)}
 
 
-def export(vendor: Vendor, *fingerprints: str) -> bytes:
+def export(maker: Vendor, *fingerprints: str) -> bytes:
     """A binary keyring of these keys, as apt_repo installs one."""
-    return subprocess.run(["gpg", "--batch", "--homedir", str(vendor.home), "--export", *fingerprints], capture_output=True, check=True).stdout
+    return subprocess.run(["gpg", "--batch", "--homedir", str(maker.home), "--export", *fingerprints], capture_output=True, check=True).stdout
 
 
 def expiry_of(path: Path) -> int:
@@ -92,7 +92,7 @@ CHECKED = "nina_apt_key_check_timestamp_seconds"
 
 
 @needs_namespace
-def test_a_key_about_to_expire_is_replaced_by_the_vendors_extended_key(monkeypatch: pytest.MonkeyPatch, vendor: Vendor, tmp_path: Path) -> None:
+def test_a_key_about_to_expire_is_replaced_by_the_vendors_extended_key(monkeypatch: pytest.MonkeyPatch, vendor: Vendor, tmp_path: Path) -> None:  # noqa: F811  (the fixture)
     pinned = vendor.key("vendor", expires="10d")
     offered = tmp_path / "vendor.asc"
     host = Host(tmp_path, *render_script(monkeypatch, f"file://{offered}", pinned))
@@ -124,7 +124,7 @@ def test_a_key_about_to_expire_is_replaced_by_the_vendors_extended_key(monkeypat
 
 
 @needs_namespace
-def test_another_key_at_the_vendors_url_is_refused_and_the_keyring_kept(monkeypatch: pytest.MonkeyPatch, vendor: Vendor, tmp_path: Path) -> None:
+def test_another_key_at_the_vendors_url_is_refused_and_the_keyring_kept(monkeypatch: pytest.MonkeyPatch, vendor: Vendor, tmp_path: Path) -> None:  # noqa: F811  (the fixture)
     pinned = vendor.key("vendor", expires="10d")
     offered = tmp_path / "vendor.asc"
     host = Host(tmp_path, *render_script(monkeypatch, f"file://{offered}", pinned))
@@ -146,7 +146,7 @@ def test_another_key_at_the_vendors_url_is_refused_and_the_keyring_kept(monkeypa
 
 
 @needs_namespace
-def test_a_keyring_without_the_pinned_key_is_not_current_when_the_fetch_fails(monkeypatch: pytest.MonkeyPatch, vendor: Vendor, tmp_path: Path) -> None:
+def test_a_keyring_without_the_pinned_key_is_not_current_when_the_fetch_fails(monkeypatch: pytest.MonkeyPatch, vendor: Vendor, tmp_path: Path) -> None:  # noqa: F811  (the fixture)
     pinned, other = vendor.key("vendor"), vendor.key("vendor-2017")
     offered = tmp_path / "vendor.asc"  # never written: the fetch fails
     host = Host(tmp_path, *render_script(monkeypatch, f"file://{offered}", pinned))
