@@ -144,6 +144,14 @@ def test_another_key_at_the_vendors_url_is_refused_and_the_keyring_kept(monkeypa
     assert metrics[CURRENT] == 1 and metrics[EXPIRY] == soon  # still current, expiring: AptKeyExpiringSoon's case
     assert soon - metrics[CHECKED] < apt.KEY_WARNING_DAYS * DAY
 
+    # The URL serves the pinned key again, not extended yet: nothing to install, nothing failed; the alert waits.
+    offered.write_text(vendor.gpg("--armor", "--export", pinned).stdout)
+    done = host.check()
+    assert done.returncode == 0, done.stderr
+    assert f"offers no key of {pinned} expiring later than the installed one ({soon})" in done.stderr
+    assert host.keyring.read_bytes() == held
+    assert host.metrics()[EXPIRY] == soon
+
 
 @needs_namespace
 def test_a_keyring_without_the_pinned_key_is_not_current_when_the_fetch_fails(monkeypatch: pytest.MonkeyPatch, vendor: Vendor, tmp_path: Path) -> None:  # noqa: F811  (the fixture)
