@@ -106,6 +106,7 @@ def _context(cfg: StackConfig, host: Host | None, **extra: Any) -> dict[str, Any
         "versions": versions,  # every pinned version (nina/catalog/versions.py)
         "runtimes": runtimes,  # the ML runtimes' locks and how they are installed (nina/catalog/runtimes.py)
         "apt_repositories": apt.APT_REPOSITORIES,  # third-party APT repositories and their pinned keys
+        "apt_catalog": apt,  # ... and how their keys are re-checked (nina-apt-keys)
         "logs": logs,  # the log patterns mtail counts (nina/catalog/logs.py)
         "bootstrap_dir": BOOTSTRAP_DIR,
         "bootstrap_marker": layout.BOOTSTRAP_MARKER,

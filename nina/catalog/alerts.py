@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from nina.catalog import layout, logs
+from nina.catalog import apt, layout, logs
 from nina.catalog.databases import SUPERLINK_BACKUP_UNIT, SUPERLINK_STATE_ALERT_BYTES
 from nina.catalog.pki import EXPIRY_WARNING_DAYS
 from nina.catalog.roles import BASE_UNITS, ROLES
@@ -31,7 +31,7 @@ NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
 # Oneshot jobs of the platform whose failure leaves the stack's description unapplied.
 PLATFORM_JOBS = (
     layout.REALM_UNIT, layout.NOTEBOOK_IMAGE_UNIT, layout.RUNTIME_UNIT, layout.SUPERNODE_METRICS_UNIT, layout.VPN_METRICS_UNIT,
-    layout.LOG_PATTERNS_PUBLISH_UNIT,
+    layout.LOG_PATTERNS_PUBLISH_UNIT, layout.APT_KEYS_UNIT,
 )
 # A registered SuperNode the SuperLink has not heard from for this long cannot take part in a run (its heartbeat
 # holds for a few minutes; a restart or a short network outage stays below it).
@@ -205,7 +205,8 @@ def _host_rules() -> list[Rule]:
         Rule(
             "PlatformJobFailed",
             f'node_systemd_unit_state{{name=~"{"|".join(_regex(u) for u in PLATFORM_JOBS)}",state="failed"}} == 1', "15m", "medium",
-            "{{ $labels.host }}: {{ $labels.name }} failed: the stack's realm, notebook image or ML runtime is not what it describes (journalctl -u {{ $labels.name }})",
+            "{{ $labels.host }}: {{ $labels.name }} failed: what the stack describes (realm, notebook image, ML runtime, metrics, "
+            "APT keys) is not what the host has (journalctl -u {{ $labels.name }})",
             "§5.3.4",
             Sample(
                 {_s("node_systemd_unit_state", _node("iam") + f',name="{layout.REALM_UNIT}",state="failed",type="oneshot"'): _const(1)},
@@ -547,7 +548,36 @@ def _log_rules() -> list[Rule]:
     ]
 
 
+def _apt_rules() -> list[Rule]:
+    """The third-party APT repositories' keys (nina/catalog/apt.py), as nina-apt-keys finds them on each host."""
+    repo = _node("gpu") + ',repository="cuda"'
+    current, expiry = _s("nina_apt_key_current", repo), _s("nina_apt_key_expiry_timestamp_seconds", repo)
+    checked = _s("nina_apt_key_check_timestamp_seconds", _node())
+    return [
+        Rule(
+            "AptKeyNotCurrent", "nina_apt_key_current == 0", "1h", "medium",
+            "{{ $labels.host }}: the keyring of APT repository {{ $labels.repository }} does not hold its pinned key unexpired: "
+            "apt updates from it fail (journalctl -u " + layout.APT_KEYS_UNIT + "; README: Upgrading pinned versions)", "§5.1, §5.3",
+            Sample({current: _const(0)}, {current: _const(1)}),
+        ),
+        Rule(
+            "AptKeyExpiringSoon", f"(nina_apt_key_expiry_timestamp_seconds - time() < {apt.KEY_WARNING_DAYS * _DAY}) > 0", "1h", "medium",
+            "{{ $labels.host }}: the pinned key of APT repository {{ $labels.repository }} expires within "
+            + f"{apt.KEY_WARNING_DAYS} days and the vendor's URL offers no extended key: its pin in nina/catalog/apt.py may "
+            "need to change (README: Upgrading pinned versions)", "§5.1, §5.3",
+            # healthy: a key that never expires (0)
+            Sample({expiry: _const(EVAL_SECONDS + 10 * _DAY)}, {expiry: _const(0)}),
+        ),
+        Rule(
+            "AptKeyCheckStale", f"time() - nina_apt_key_check_timestamp_seconds > {apt.KEY_CHECK_STALE_DAYS * _DAY}", "1h", "low",
+            "{{ $labels.host }}: the APT keys have not been checked for " + f"{apt.KEY_CHECK_STALE_DAYS} days "
+            "(systemctl status " + layout.APT_KEYS_TIMER + "): an expiring key would go unnoticed", "§5.1, §5.3",
+            Sample({checked: _const(EVAL_SECONDS - (apt.KEY_CHECK_STALE_DAYS + 1) * _DAY)}, {checked: _const(0)}),
+        ),
+    ]
+
+
 RULES: tuple[Rule, ...] = tuple(
     _host_rules() + _unit_rules() + _probe_rules() + _site_rules() + _gpu_rules() + _oom_rules() + _offsite_rules() + _postgres_rules()
-    + _log_rules()
+    + _log_rules() + _apt_rules()
 )

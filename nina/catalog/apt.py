@@ -1,10 +1,20 @@
 """Third-party APT repositories the hosts add, each trusted only through the one signing key pinned here by its full
 fingerprint (lib.sh `apt_repo`: the keyring holds that key alone, fetched again when the pin changes or the key has
-expired, and a download without it configures nothing)."""
+expired, and a download without it configures nothing). Between boots, nina-apt-keys (delivered to every host, weekly)
+fetches a key again KEY_RENEW_DAYS before it expires, installs it under the same rule, and publishes what each
+keyring holds for the alerts AptKeyNotCurrent and AptKeyExpiringSoon."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# Vendors publish an extended key (same fingerprint, later expiry) ahead of the old expiry: nina-apt-keys fetches the
+# key again from this many days before it expires. Below KEY_WARNING_DAYS, no extended key came: the pin may need to
+# change (AptKeyExpiringSoon).
+KEY_RENEW_DAYS = 30
+KEY_WARNING_DAYS = 14
+# nina-apt-keys' check runs weekly; a check older than this means its timer stopped (AptKeyCheckStale).
+KEY_CHECK_STALE_DAYS = 9
 
 
 @dataclass(frozen=True)

@@ -162,3 +162,8 @@ LOG_PATTERNS_DIR = "/usr/local/lib/nina/mtail"
 LOG_PATTERNS_COMMAND = "/usr/local/sbin/nina-log-patterns"
 LOG_PATTERNS_UNIT = "nina-log-patterns.service"
 LOG_PATTERNS_PUBLISH_UNIT = "nina-log-patterns-publish.service"
+
+# The third-party APT repositories' keys (nina/catalog/apt.py), re-checked against their pins weekly on every host.
+APT_KEYS_COMMAND = "/usr/local/sbin/nina-apt-keys"
+APT_KEYS_UNIT = "nina-apt-keys.service"
+APT_KEYS_TIMER = "nina-apt-keys.timer"
