@@ -381,3 +381,14 @@ def test_a_supernode_host_reaches_only_its_superlink_the_resolvers_ntp_and_the_w
     assert not can_open(preview, sn, "udp", 53, "203.0.113.5")  # DNS only to the stack's resolvers
     assert can_open(preview, sn, "udp", 53, preview.cfg.cloud.dns_nameservers[0])
     assert can_open(preview, sn, "tcp", 443, "203.0.113.5")  # PyPI / the archive (app users: the host firewall)
+
+
+def test_monitoring_reaches_the_sites_exporters_through_the_vpn_hosts_group(previews: dict[str, Preview]) -> None:
+    """The VPN host forwards the monitoring host's scrapes to the sites' tunnel addresses; Neutron checks them on the
+    VPN host's port first, so its tenancy's group admits 9900 and 9400 from the monitoring group (and nothing else
+    new): without the 9400 rule a GPU site's DCGM exporter could never be scraped."""
+    cfg = previews["uat"].cfg
+    rules = {(r.group, r.port.port, r.remote_group) for r in firewall.plan(cfg) if r.port.forwarded}
+    assert rules == {("vpn-uat-cardiac", 9900, "monitoring"), ("vpn-uat-cardiac", 9400, "monitoring")}
+    # forwarded rows are not listeners: nina-check does not expect the VPN host to serve them
+    assert not any(p.forwarded for p in listeners(("vpn",)))

@@ -31,6 +31,7 @@ class Port:
     manual: str  # the §3.3.1 row it comes from, or why it differs
     health: str = ""  # "<scheme>:<path>" the service answers on this port when healthy (nina-check asks it locally)
     for_apps: bool = False  # researchers' apps on the host may open it (the apps guard closes every other listener)
+    forwarded: bool = False  # nothing listens on the host: it routes the port to the sites behind its tunnels
 
     @property
     def loopback_only(self) -> bool:
@@ -41,10 +42,18 @@ class Port:
 
 
 def _p(
-    name: str, role: str, protocol: str, port: int | tuple[int, int], sources: tuple[str, ...], manual: str, health: str = "", for_apps: bool = False
+    name: str,
+    role: str,
+    protocol: str,
+    port: int | tuple[int, int],
+    sources: tuple[str, ...],
+    manual: str,
+    health: str = "",
+    for_apps: bool = False,
+    forwarded: bool = False,
 ) -> Port:
     low, high = port if isinstance(port, tuple) else (port, port)
-    return Port(name, role, protocol, low, high, sources, manual, health, for_apps)
+    return Port(name, role, protocol, low, high, sources, manual, health, for_apps, forwarded)
 
 
 SUPERLINK_PORT = 9092
@@ -52,6 +61,7 @@ SUPERLINK_LOOPBACK_PORT = 9091  # the manual's old Fleet port, free since flwr 1
 SUPERLINK_RUNTIME_PORT = 9089  # the runtime API alone, for ServerApps (superlink-proxy passes /v1/runtime/ only)
 SUPERNODE_PORTS = (9094, 9099)
 NODE_EXPORTER_PORT = 9900
+DCGM_EXPORTER_PORT = 9400
 
 PORTS: tuple[Port, ...] = (
     _p("ssh", EVERY_HOST, "tcp", 22, (ADMIN, BASTION), "Global SSH 22; only from operators and the jump host"),
@@ -89,7 +99,13 @@ PORTS: tuple[Port, ...] = (
     _p("prometheus", "monitoring", "tcp", 9090, (), "Prometheus 9090; read by Grafana on the same host", "http:/-/ready"),
     _p("alertmanager", "monitoring", "tcp", 9093, (), "Prometheus 9093 (Alertmanager); same host only", "http:/-/ready"),
     _p("blackbox-exporter", "monitoring", "tcp", 9115, (), "Prometheus blackbox exporter (SuperLink /health, TLS expiry probes); loopback"),
-    _p("dcgm-exporter", "gpu", "tcp", 9400, ("monitoring",), "DCGM exporter 9400 (§5.1.1)"),
+    _p("dcgm-exporter", "gpu", "tcp", DCGM_EXPORTER_PORT, ("monitoring",), "DCGM exporter 9400 (§5.1.1)"),
+    # §3.2.5: exporters on every host, VPN clients included. The monitoring host scrapes the on-premises sites'
+    # exporters through their tunnels: the VPN host's security group admits the scrapes, its forward rules pass
+    # them to the sites' tunnel addresses (cloudinit/templates/vpn/vpn-forward.nft.j2), the site kit binds the
+    # exporters to those addresses only.
+    _p("site-node-exporter", "vpn", "tcp", NODE_EXPORTER_PORT, ("monitoring",), "Node Exporter 9900 of the sites, through the VPN", forwarded=True),
+    _p("site-dcgm-exporter", "vpn", "tcp", DCGM_EXPORTER_PORT, ("monitoring",), "DCGM exporter 9400 of GPU sites, through the VPN", forwarded=True),
 )
 
 # ------------------------------------------------------------------------------------------------------ egress
@@ -133,5 +149,5 @@ def ports_for_role(role: str) -> tuple[Port, ...]:
 
 
 def listeners(roles: tuple[str, ...]) -> tuple[Port, ...]:
-    """Every port a host with these roles listens on (base rows included)."""
-    return tuple(p for p in PORTS if p.role == EVERY_HOST or p.role in roles)
+    """Every port a host with these roles listens on (base rows included; forwarded rows are not listeners)."""
+    return tuple(p for p in PORTS if (p.role == EVERY_HOST or p.role in roles) and not p.forwarded)

@@ -140,8 +140,8 @@ def target_files(cfg: StackConfig) -> dict[str, str]:
     groups = {
         "node": _node(cfg),
         "dcgm": _dcgm(cfg),
-        "site-node": site_targets(cfg, "node-exporter"),
-        "site-dcgm": site_targets(cfg, "dcgm-exporter", gpu_only=True),
+        "site-node": site_targets(cfg, "site-node-exporter"),
+        "site-dcgm": site_targets(cfg, "site-dcgm-exporter", gpu_only=True),
         "superlink-health": _superlink_health(cfg),
         "tls": _tls(cfg),
         "public-tls": _public_tls(cfg),
@@ -175,7 +175,7 @@ def summary(cfg: StackConfig) -> dict[str, object]:
             addresses = openvpn.site_addresses(fed, org, cfg.vpn_clients(fed))
             watched = SITE_ALERTS + (SITE_GPU_ALERTS if gpu else ())
             sites.setdefault(org, {})[fed.name] = {
-                "scraped": [f"{a}:{PORT[p]}" for a in addresses.values() for p in ("node-exporter", *(("dcgm-exporter",) if gpu else ()))],
+                "scraped": [f"{a}:{PORT[p]}" for a in addresses.values() for p in ("site-node-exporter", *(("site-dcgm-exporter",) if gpu else ()))],
                 "supernodes": [sn.name for sn in fed.supernodes if sn.organisation == org],
                 "alerts": [name for name in watched if name in rules],
             }
