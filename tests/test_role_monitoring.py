@@ -654,3 +654,89 @@ def test_the_preview_shows_what_watches_the_on_premises_site(previews: dict[str,
     assert set(site["scraped"]) == set(summary["scrape_targets"]["site-node"]) | set(summary["scrape_targets"]["site-dcgm"])
     assert summary["alerts"]["SiteCertificateExpiring"] == "medium/high"
     assert "org-b" not in summary["sites"]  # Nectar-hosted: a host like any other
+
+
+HOSTILE_SITE = """\
+# a hospital's machine answering the platform's scrape with whatever it likes
+node_load15 0.5
+node_filesystem_avail_bytes{device="/dev/sda1",fstype="ext4",mountpoint="/",supernode="ob-sn1",roles=",superlink,"} 10
+nina_supernode_registered{federation="uat-cardiac",supernode="ob-sn1"} 0
+nina_postgres_up{database="keycloakdb_server"} 0
+ALERTS{alertname="HostDown",alertstate="firing",host="keycloak"} 1
+"""
+
+
+def test_a_hostile_site_cannot_write_platform_series_into_prometheus(previews: dict[str, Preview], tmp_path: Path) -> None:
+    """The real Prometheus with the rendered site-node job scrapes a stand-in for a hospital's exporter that forges
+    the platform's own series: only the allowed host metrics arrive, without the forged labels, and an answer past
+    the job's sample limit is refused whole."""
+    import http.server
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    body = {"text": HOSTILE_SITE}
+
+    class Exporter(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            data = body["text"].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    exporter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    rendered = yaml.safe_load(monitoring_files(previews["uat"])[PROMETHEUS_YML])
+    (job,) = [j for j in rendered["scrape_configs"] if j["job_name"] == "site-node"]
+    group = json.loads(scrape.target_files(previews["uat"].cfg)["site-node.json"])[0]
+    group["targets"] = [f"127.0.0.1:{exporter.server_port}"]
+    (tmp_path / "site-node.json").write_text(json.dumps([group]))
+    job["file_sd_configs"] = [{"files": [str(tmp_path / "site-node.json")]}]
+    job["scrape_interval"], job["scrape_timeout"] = "1s", "1s"
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({"scrape_configs": [job]}))
+    with socket.socket() as s_:
+        s_.bind(("127.0.0.1", 0))
+        api = s_.getsockname()[1]
+    server = subprocess.Popen(
+        [tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{api}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+    def query(expr: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{api}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        result: list[dict[str, Any]] = json.loads(urllib.request.urlopen(url, timeout=5).read())["data"]["result"]
+        return result
+
+    def eventually(expr: str, want: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                found = query(expr)
+                if found and float(found[0]["value"][1]) == want:
+                    return found
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, f"{expr} never became {want}"
+            time.sleep(0.5)
+
+    try:
+        (load,) = eventually("node_load15", 0.5)
+        assert load["metric"]["organisation"] == "metro-north" and load["metric"]["job"] == "site-node"
+        (disk,) = query("node_filesystem_avail_bytes")
+        assert "supernode" not in disk["metric"] and "roles" not in disk["metric"], disk
+        assert query('{__name__=~"nina_.*|ALERTS"}') == []
+        # a flood: more series than the job's sample limit fails the scrape, keeping nothing of it
+        body["text"] = "".join(f'node_cpu_seconds_total{{cpu="{i}",mode="idle"}} 1\n' for i in range(scrape.SITE_LIMITS["sample_limit"] + 1))
+        eventually('up{job="site-node"}', 0)
+        assert query("node_cpu_seconds_total") == []
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        exporter.shutdown()

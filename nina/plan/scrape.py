@@ -51,6 +51,35 @@ JOB_FILES = {
     "tls": "tls.json",
     "public-tls": "public-tls.json",
 }
+# What Prometheus keeps from a site's exporters: the hospital controls that machine, so it could otherwise write any
+# series into the platform's Prometheus (a forged nina_supernode_registered, ALERTS, millions of series). Only the
+# metrics the alert table and dashboards read, only the labels they use, within limits that bound a hostile answer.
+SITE_METRICS = {
+    "site-node": (
+        "node_load15", "node_cpu_seconds_total", "node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes",
+        "node_filesystem_avail_bytes", "node_filesystem_size_bytes", "node_vmstat_oom_kill", "node_time_seconds",
+    ),
+    "site-dcgm": ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_GPU_UTIL"),
+}
+# the target's own labels (site_targets) and the exporters' labels those metrics carry
+SITE_LABELS = (
+    "__name__", "job", "instance", "federation", "organisation", "host", "tunnel", "environment",
+    "cpu", "mode", "device", "fstype", "mountpoint", "gpu", "UUID", "modelName",
+)
+SITE_LIMITS = {"sample_limit": 5000, "label_limit": 20, "label_name_length_limit": 64, "label_value_length_limit": 256, "body_size_limit": "10MB"}
+
+
+def site_job_settings(job: str) -> dict[str, object]:
+    """The scrape settings of a site job (prometheus.yml), from the tables above."""
+    return {
+        **SITE_LIMITS,
+        "metric_relabel_configs": [
+            {"source_labels": ["__name__"], "regex": "|".join(SITE_METRICS[job]), "action": "keep"},
+            {"regex": "|".join(SITE_LABELS), "action": "labelkeep"},
+        ],
+    }
+
+
 # job -> blackbox exporter module (cloudinit/templates/monitoring/blackbox.yml.j2)
 PROBE_MODULES = {"superlink-health": "superlink_health", "tls": "tls", "public-tls": "public_tls"}
 
