@@ -59,6 +59,9 @@ def kit(site_json: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("kit")
     run = run_nina("bundle", "--stack", "uat", "--org", ORG, "--outputs", str(site_json), "--out", str(out))
     assert run.returncode == 0, run.stderr
+    # the first kit carries the current certificate: the line that records it as shipped comes with it
+    entry = json.loads(site_json.read_text())["vpn"][FED]
+    assert f'    {FED}: {{serial: "{entry["serial"]}", not_after: "{entry["not_after"]}"}}\n' in run.stdout, run.stdout
     return out
 
 

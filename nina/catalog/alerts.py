@@ -398,6 +398,17 @@ def _site_rules() -> list[Rule]:
                 Sample(exporter(job, 0, 0, 1), exporter(job, 1, 0, 1), ("federation", "organisation")),
             )
         )
+    # Until the operator records what the site holds, the expiry alerts can only watch the certificate the stack
+    # issued, which jumps a year ahead at each re-issue while the site may still hold the old one: say so, daily.
+    rules.append(
+        Rule(
+            "SiteCertificateNotShipped", "nina_vpn_site_certificate_shipped == 0", "1h", "low",
+            "{{ $labels.organisation }}: the stack has not recorded that the site holds its current VPN certificate for "
+            "{{ $labels.federation }}; until then its expiry cannot be watched. Ship it (nina bundle --renewal) and record "
+            "vpn_certificate_shipped (README: Site certificates)", "§4.1.2.4",
+            Sample(expiry(200, 0), expiry(200, 1)),
+        )
+    )
     for days, severity in zip(SITE_CERT_WARNING_DAYS, ("medium", "high")):
         rules.append(
             Rule(

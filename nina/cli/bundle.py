@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nina.bundle import SiteContext, build, organisation_supernodes, renewal, write
+from nina.bundle import SiteContext, build, organisation_supernodes, renewal, vpn, write
 from nina.cli.errors import report_stack_error
 from nina.config import ConfigError, StackConfig, parse
 from nina.offline.evaluate import evaluate
@@ -83,7 +83,21 @@ def bundle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write(files, out)
     print(f"bundle for {org.name} ({len(supernodes)} SuperNode(s)) written to {out}: {len(files)} files; no private key")
+    shipped = [(c.federation.name, ctx.vpn_output(c.federation.name)) for c in vpn.clients(ctx)]
+    _print_record(org.name, [(fed, given) for fed, given in shipped if PEM_CERT in str(given.get("cert_pem", ""))])
     return 0
+
+
+def _print_record(org: str, certificates: list[tuple[str, Any]]) -> None:
+    """The stack's record of the certificates the site now holds (README: Site certificates): it ends the preview's
+    warning and moves the SiteCertificateExpiring alerts to them. Quoted: YAML reads a serial of digits as a number
+    and the time as a timestamp."""
+    if not certificates:
+        return
+    print(f"once {org} has installed it, record it in the stack file under nina:organisations.{org}:")
+    print("  vpn_certificate_shipped:")
+    for fed, cert in certificates:
+        print(f'    {fed}: {{serial: "{cert.get("serial", "")}", not_after: "{cert.get("not_after", "")}"}}')
 
 
 def _previous_ca(previous: Path) -> str | None:
@@ -108,13 +122,7 @@ def _renewal(ctx: SiteContext, out: Path, previous: Path | None) -> int:
     write(files, out)
     for client, cert in renewed:
         print(f"{ctx.org.name} {client.federation.name}: client.crt serial {cert['serial']} valid until {cert['not_after']}")
-    # The stack's record of what the site holds (README: Site certificates): it ends the preview's warning and moves
-    # the SiteCertificateExpiring alerts to the new certificate.
-    print(f"once {ctx.org.name} has installed it, record it in the stack file under nina:organisations.{ctx.org.name}:")
-    print("  vpn_certificate_shipped:")
-    for client, cert in renewed:
-        # quoted: YAML would read a serial of digits as a number and the time as a timestamp
-        print(f'    {client.federation.name}: {{serial: "{cert["serial"]}", not_after: "{cert["not_after"]}"}}')
+    _print_record(ctx.org.name, [(client.federation.name, cert) for client, cert in renewed])
     ca = "ca.crt included (changed)" if previous_ca is not None and previous_ca.strip() != ctx.ca_pem.strip() else (
         "ca.crt included (no --previous bundle to compare with)" if previous_ca is None else "CA unchanged"
     )

@@ -181,7 +181,7 @@ def target_files(cfg: StackConfig) -> dict[str, str]:
 
 # The alerts that watch one on-premises site (nina/catalog/alerts.py): its tunnel, its exporters, its certificate, its
 # SuperNodes as the SuperLink hears them, and the host rules its machine's node exporter feeds.
-SITE_ALERTS = ("SiteVpnDown", "SiteNodeExporterDown", "SiteCertificateExpiring", "SuperNodeNotSeen", "SuperNodeNotRegistered",
+SITE_ALERTS = ("SiteVpnDown", "SiteNodeExporterDown", "SiteCertificateExpiring", "SiteCertificateNotShipped", "SuperNodeNotSeen", "SuperNodeNotRegistered",
                "CpuLoadHigh", "MemoryLow", "DiskSpaceLow", "DiskWillFillIn24h", "OomKill")
 SITE_GPU_ALERTS = ("SiteDcgmExporterDown", "GpuTemperatureHigh", "GpuMemoryHigh")
 
