@@ -17,8 +17,6 @@ OOM, ERROR = "oom", "error"
 METRIC = "nina_log_pattern_lines_total"
 # The flwr processes: SuperLink, its SuperExec, SuperNodes and theirs (researchers' apps log through the SuperExecs).
 FLWR_UNITS = r"superlink\.service|superlink-superexec\.service|supernode@.+\.service|supernode-superexec@.+\.service"
-# What uses the managed Postgres: its services, and the backups and probe of nina/catalog/databases.py.
-POSTGRES_CLIENTS = r"keycloak\.service|grafana-server\.service|nina-backup@.+\.service|nina-db-probe@.+\.service"
 
 
 @dataclass(frozen=True)
@@ -63,10 +61,19 @@ PATTERNS: tuple[LogPattern, ...] = (
         unit_in_message=True,
         matches=(journal_line("init.scope", "supernode@sn1.service: A process of this unit has been killed by the OOM killer."),),
     ),
+    # Keycloak's console format is "<date> <time> <LEVEL> [<logger>] (<thread>) <message>". Anchored on level and
+    # logger: a failed login logs the username as typed (WARN [org.keycloak.events]), so free text must not count.
     LogPattern(
-        "keycloak_fatal", ERROR, r"\bFATAL\b|Failed to start server|ERROR: Failed to start", units=r"keycloak\.service",
-        matches=(journal_line("keycloak.service", "ERROR: Failed to start server in (production) mode"),),
-        ignores=(journal_line("keycloak.service", "INFO  [io.quarkus] Keycloak 26.0.5 started in 12.3s"),),
+        "keycloak_fatal", ERROR, r"^\S+ \S+ (FATAL \[|ERROR \[org\.keycloak\.quarkus\.runtime\.cli\.ExecutionExceptionHandler\])",
+        units=r"keycloak\.service",
+        matches=(
+            journal_line("keycloak.service", "2026-11-30 02:00:00,123 ERROR [org.keycloak.quarkus.runtime.cli.ExecutionExceptionHandler] (main) ERROR: Failed to start server in (production) mode"),
+            journal_line("keycloak.service", "2026-11-30 02:00:00,123 FATAL [io.quarkus.runtime.Application] (main) Failed to start application"),
+        ),
+        ignores=(
+            journal_line("keycloak.service", "2026-11-30 02:00:00,123 INFO  [io.quarkus] (main) Keycloak 26.0.5 started in 12.3s"),
+            journal_line("keycloak.service", '2026-11-30 02:00:00,123 WARN  [org.keycloak.events] (executor-thread-1) type="LOGIN_ERROR", realmId="nina", error="user_not_found", username="FATAL Failed to start server"'),
+        ),
     ),
     LogPattern(
         "jupyterhub_fatal", ERROR, r"^\[C \d{4}-\d\d-\d\d|Failed to start proxy|Failed to connect to proxy", units=r"jupyterhub\.service",
@@ -83,19 +90,40 @@ PATTERNS: tuple[LogPattern, ...] = (
         "nginx_fatal", ERROR, r"\[(emerg|alert|crit)\]", units=r"superlink-proxy\.service",
         matches=(journal_line("superlink-proxy.service", "nginx: [emerg] cannot load certificate"),),
     ),
+    # The database's clients. Keycloak's pool (agroal) and Hibernate report a lost database at WARN/ERROR under their
+    # own loggers; a login event carrying the same words in a username does not count (see keycloak_fatal).
     LogPattern(
         "postgres_connection_failed", ERROR,
-        r"PSQLException|password authentication failed|could not connect to server|connection to server at .* failed|failed to connect to database",
-        units=POSTGRES_CLIENTS,
-        matches=(
-            journal_line("keycloak.service", "org.postgresql.util.PSQLException: Connection to 10.0.0.9:5432 refused."),
-            journal_line("grafana-server.service", 'logger=sqlstore level=error msg="failed to connect to database"'),
-        ),
+        r"^\S+ \S+ (WARN|ERROR) +\[(io\.agroal|org\.hibernate)\S*\] .*(PSQLException|Connection to \S+ refused|password authentication failed)",
+        units=r"keycloak\.service",
+        matches=(journal_line("keycloak.service", "2026-11-30 02:00:00,123 WARN  [io.agroal.pool] (agroal-11) Datasource '<default>': Connection to 10.0.0.9:5432 refused."),),
+        ignores=(journal_line("keycloak.service", '2026-11-30 02:00:00,123 WARN  [org.keycloak.events] (executor-thread-1) type="LOGIN_ERROR", username="password authentication failed PSQLException"'),),
     ),
     LogPattern(
-        "openvpn_tls_error", ERROR, r"TLS Error|TLS handshake failed|VERIFY ERROR", file="/var/log/openvpn/*.log", file_unit="openvpn-server@.service",
-        matches=("2026-11-30 02:00:00 site1/203.0.113.7:1194 TLS Error: TLS handshake failed",),
-        ignores=("2026-11-30 02:00:00 site1/203.0.113.7:1194 Peer Connection Initiated",),
+        "postgres_connection_failed", ERROR, r"logger=sqlstore.*(failed to connect to database|connection refused)", units=r"grafana-server\.service",
+        matches=(journal_line("grafana-server.service", 'logger=sqlstore level=error msg="failed to connect to database"'),),
+        ignores=(journal_line("grafana-server.service", 'logger=context userId=0 level=info msg="failed to connect to database" uname=x'),),
+    ),
+    LogPattern(
+        "postgres_connection_failed", ERROR, r"password authentication failed|could not connect to server|connection to server at .* failed",
+        units=r"nina-backup@.+\.service|nina-db-probe@.+\.service",
+        matches=(journal_line("nina-db-probe@keycloakdb_server.service", 'psql: error: connection to server at "10.0.0.9", port 5432 failed: Connection refused'),),
+    ),
+    # Only peers that hold the tenancy's tls-crypt key reach TLS at all (our sites): a certificate refused (VERIFY
+    # ERROR: expired, revoked, wrong CA) or a TLS failure after a site identified itself ("<cn>/<addr> TLS Error").
+    # Internet scanners fail before that ("tls-crypt unwrapping failed"), and must not page anyone. (\x2f is "/",
+    # mtail's regex delimiter.)
+    LogPattern(
+        "openvpn_tls_error", ERROR, r"VERIFY ERROR|^\S+ \S+ [^ \x2f]+\x2f\S+ TLS Error", file="/var/log/openvpn/*.log", file_unit="openvpn-server@.service",
+        matches=(
+            "2026-11-30 02:00:00 site1/203.0.113.7:1194 TLS Error: TLS handshake failed",
+            "2026-11-30 02:00:00 203.0.113.7:1194 VERIFY ERROR: depth=0, error=certificate has expired: CN=site1, serial=5",
+        ),
+        ignores=(
+            "2026-11-30 02:00:00 site1/203.0.113.7:1194 Peer Connection Initiated",
+            "2026-11-30 02:00:00 198.51.100.9:51234 TLS Error: tls-crypt unwrapping failed from [AF_INET]198.51.100.9:51234",
+            "2026-11-30 02:00:00 198.51.100.9:51234 TLS Error: TLS handshake failed",
+        ),
     ),
 )
 
