@@ -4,8 +4,11 @@ What the program delivers is installed with the real nina-deliver and run for re
 PostgreSQL of tests/test_backup.py, the SuperLink's SQLite state while a writer keeps writing to it, each uploaded
 by the delivered nina-offsite-backup with python3-swiftclient's `swift` into a real OpenStack Swift on 127.0.0.1
 (tests/swift_store.py, tempauth standing in for Keystone), the local copies then lost, fetched back from the store and
-restored with the delivered restore commands: the data must come back. The stack side: one protected container,
-per-host credentials limited to the host's objects, delivered over SSH only to the users that upload.
+restored with the delivered restore commands: the data must come back. What the store holds is age ciphertext (any
+backup host's credential can read it through Swift's copy middleware), opened only by the operators' key at restore
+time; root restores only into a directory of its own, and what the service users leave where root reads or once
+wrote (symlinks, FIFOs) changes nothing. The stack side: one protected container, per-host credentials limited to
+the host's objects, delivered over SSH only to the users that upload.
 """
 
 from __future__ import annotations
