@@ -37,6 +37,7 @@ PACKAGES=(
   swift-object            # ... and object servers, one-replica rings built by swift-ring-builder (package swift)
   memcached               # ... where tempauth keeps its tokens
   python3-swiftclient     # the backup hosts' uploader, `swift`, run by the rendered nina-offsite-backup
+  age                     # encrypts each off-host copy on the host; the restore tests decrypt with a test identity
 )
 
 if [ "$(id -u)" -eq 0 ]; then

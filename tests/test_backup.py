@@ -105,7 +105,7 @@ def test_the_schedule_and_retention_change_delivery_not_user_data(project_copy: 
 
     def preview(backup: dict[str, Any] | None) -> dict[tuple[str, str], dict[str, Any]]:
         if backup is not None:
-            config["nina:database"]["backup"] = backup
+            config["nina:database"]["backup"] = {**config["nina:database"]["backup"], **backup}
         project = project_copy("test", config)
         done = run_nina("preview", "--stack", "test", "--json", "--show-secrets", "--cwd", str(project))
         assert done.returncode == 0, done.stderr
@@ -230,6 +230,7 @@ def site(materialized: dict[str, Preview], postgres: Postgres, tmp_path: Path) -
         "PGPASSFILE": str(pgpass),
         "NINA_BACKUP_ROOT": str(tmp_path / "backups"),
         "NINA_TEXTFILE_DIR": str(tmp_path / "textfile"),
+        "NINA_RESTORE_DIR": str(tmp_path / "restore"),  # root's own directory for what a restore saves and fetches
     }
     return Site(tmp_path, env, postgres)
 
@@ -305,9 +306,27 @@ def test_restore_brings_back_the_newest_backup_with_the_service_stopped(site: Si
     assert done.returncode == 0, done.stderr
     assert site.pg.psql("SELECT string_agg(id || '=' || name, ',' ORDER BY id) FROM realm") == "1=nina,2=master"
     assert log.read_text().splitlines() == [f"is-active --quiet {DB.unit}", f"stop {DB.unit}", f"start {DB.unit}"]
-    # what the restore replaced was saved first, and is itself restorable
-    (saved,) = site.backups.glob(f"pre-restore-{DB.name}_*.pgdump")
+    # what the restore replaced was saved first, in root's own directory, and is itself restorable
+    (saved,) = (site.root / "restore").glob(f"pre-restore-{DB.name}_*.pgdump")
     assert run(pg_bin("pg_restore"), "--list", str(saved)).returncode == 0
+    assert (site.root / "restore").stat().st_mode & 0o777 == 0o700
+
+
+def test_restore_writes_nothing_through_a_symlink_the_backup_user_planted(site: Site, systemctl: tuple[Path, Path]) -> None:
+    """The backup directory is nina-backup's: had root saved the pre-restore copy there under its predictable name,
+    nina-backup could point that name at any file (/etc/sudoers.d/zz) and have root overwrite it with the dump."""
+    bin_dir, _ = systemctl
+    assert site.backup().returncode == 0
+    victim = site.root / "etc-sudoers.d-zz"
+    victim.write_text("root's file\n")
+    now = time.time()
+    for second in range(-2, 120):  # the names root would pick in the next two minutes
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now + second))
+        (site.backups / f"pre-restore-{DB.name}_{stamp}.pgdump").symlink_to(victim)
+    done = restore(site, bin_dir)
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text() == "root's file\n"
+    assert len(list((site.root / "restore").glob(f"pre-restore-{DB.name}_*.pgdump"))) == 1
 
 
 def test_restore_refuses_a_file_that_is_not_a_backup_before_touching_anything(site: Site, systemctl: tuple[Path, Path]) -> None:
@@ -325,7 +344,7 @@ def test_restore_refuses_a_file_that_is_not_a_backup_before_touching_anything(si
 
 def test_config_names_the_key_of_a_bad_backup_setting() -> None:
     config = raw_config()
-    config["nina:database"]["backup"] = {"schedule": "hourly", "keep": 0}
+    config["nina:database"]["backup"] = {**config["nina:database"]["backup"], "schedule": "hourly", "keep": 0}
     config["nina:database"]["datastore_version"] = "9.6"
     found = problems(config)
     assert any(p.startswith("nina:database.backup.schedule:") and "daily, weekly, monthly" in p for p in found), found

@@ -88,7 +88,8 @@ def full_config() -> dict[str, Any]:
     }
     raw["nina:keycloak_admin_password"] = "a-good-admin-password"
     raw["nina:grafana_admin_password"] = "another-good-password"
-    raw["nina:database"]["backup"] = {"schedule": "weekly", "keep": 4, "offsite_days": 90, "superlink_keep": 3, "superlink_offsite_days": 14}
+    raw["nina:database"]["backup"] = {**raw["nina:database"]["backup"], "schedule": "weekly", "keep": 4, "offsite_days": 90, "superlink_keep": 3,
+                                      "superlink_offsite_days": 14}
     raw["nina:cloud"] = {**raw["nina:cloud"], "auth_url": "https://keystone.example.org:5000/v3/", "object_store_region": "Melbourne"}
     fed = raw["nina:federations"]["uat-cardiac"]
     fed["revoked"] = [{"organisation": "old-site", "serial": "3F2A", "reason": "left the federation"}]

@@ -4,8 +4,11 @@ What the program delivers is installed with the real nina-deliver and run for re
 PostgreSQL of tests/test_backup.py, the SuperLink's SQLite state while a writer keeps writing to it, each uploaded
 by the delivered nina-offsite-backup with python3-swiftclient's `swift` into a real OpenStack Swift on 127.0.0.1
 (tests/swift_store.py, tempauth standing in for Keystone), the local copies then lost, fetched back from the store and
-restored with the delivered restore commands: the data must come back. The stack side: one protected container,
-per-host credentials limited to the host's objects, delivered over SSH only to the users that upload.
+restored with the delivered restore commands: the data must come back. What the store holds is age ciphertext (any
+backup host's credential can read it through Swift's copy middleware), opened only by the operators' key at restore
+time; root restores only into a directory of its own, and what the service users leave where root reads or once
+wrote (symlinks, FIFOs) changes nothing. The stack side: one protected container, per-host credentials limited to
+the host's objects, delivered over SSH only to the users that upload.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ def test_retention_changes_delivery_not_user_data(project_copy: Any) -> None:
 
     def preview(backup: dict[str, Any] | None) -> dict[tuple[str, str], dict[str, Any]]:
         if backup is not None:
-            config["nina:database"]["backup"] = backup
+            config["nina:database"]["backup"] = {**config["nina:database"]["backup"], **backup}
         done = run_nina("preview", "--stack", "test", "--json", "--show-secrets", "--cwd", str(project_copy("test", config)))
         assert done.returncode == 0, done.stderr
         return {(r["type"], r["name"]): r["inputs"] for r in json.loads(done.stdout)["resources"]}
@@ -119,7 +122,8 @@ def test_retention_changes_delivery_not_user_data(project_copy: Any) -> None:
 
 def test_config_names_the_key_of_a_bad_offsite_setting() -> None:
     config = raw_config()
-    config["nina:database"]["backup"] = {"schedule": "monthly", "offsite_days": 20, "superlink_offsite_days": 0, "superlink_keep": "x"}
+    config["nina:database"]["backup"] = {"schedule": "monthly", "offsite_days": 20, "superlink_offsite_days": 0, "superlink_keep": "x",
+                                         "recipients": ["age1notakey", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA operator"]}
     config["nina:cloud"] = {**config.get("nina:cloud", {}), "auth_url": "http://keystone.example/v3; rm -rf /", "object_store_region": "a b"}
     found = problems(config)
     assert any(p.startswith("nina:database.backup.offsite_days:") and "shorter than the monthly schedule" in p for p in found), found
@@ -127,7 +131,18 @@ def test_config_names_the_key_of_a_bad_offsite_setting() -> None:
     assert any(p.startswith("nina:database.backup.superlink_keep:") and "integer" in p for p in found), found
     assert any(p.startswith("nina:cloud.auth_url:") and "https://" in p for p in found), found
     assert any(p.startswith("nina:cloud.object_store_region:") for p in found), found
-    assert len(found) == 5, found
+    assert any(p.startswith("nina:database.backup.recipients[0]:") and "'age1notakey' is not an age X25519 public key" in p for p in found), found
+    assert any(p.startswith("nina:database.backup.recipients[1]:") for p in found), found
+    assert len(found) == 7, found
+
+
+def test_off_host_copies_need_the_operators_public_keys() -> None:
+    config = raw_config()
+    del config["nina:database"]["backup"]["recipients"]
+    assert problems(config) == ["nina:database.backup.recipients: is required (a non-empty list)"]
+    (key,) = raw_config()["nina:database"]["backup"]["recipients"]
+    config["nina:database"]["backup"]["recipients"] = [key, key]
+    assert problems(config) == ["nina:database.backup.recipients: lists a key twice"]
 
 
 # --------------------------------------------------------------------------------------- a real Swift on loopback
@@ -160,19 +175,53 @@ def promtool_ok(metrics: str) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def operator_key(root: Path) -> Path:
+    """The operators' age identity, made for this test (the test stack's own private half was kept nowhere), and the
+    installed nina-offsite-backup pointed at its public half instead of the stack's recipient."""
+    key = root / "operator.key"
+    assert run("age-keygen", "-o", str(key)).returncode == 0
+    public = run("age-keygen", "-y", str(key)).stdout.strip()
+    script = root / databases.OFFSITE_COMMAND.lstrip("/")
+    (stack_key,) = raw_config()["nina:database"]["backup"]["recipients"]
+    assert script.read_text().count(f"--recipient {stack_key}") == 1
+    script.write_text(script.read_text().replace(stack_key, public))
+    return key
+
+
+def stored(swift: swift_store.Swift, object_name: str, into: Path) -> bytes:
+    """The object as the store holds it (what any credential that reaches it could read)."""
+    done = swift.swift("download", CONTAINER, object_name, "--output", str(into))
+    assert done.returncode == 0, done.stderr
+    return into.read_bytes()
+
+
+def decrypt(key: Path, sealed: bytes) -> bytes:
+    done = subprocess.run(["age", "--decrypt", "--identity", str(key)], input=sealed, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_a_dump_goes_off_the_host_and_comes_back_into_postgres(site: Site, swift: swift_store.Swift, systemctl: tuple[Path, Path]) -> None:  # noqa: F811
-    env = offsite_env(site.root, swift, NINA_BACKUP_ROOT=site.env["NINA_BACKUP_ROOT"])
+    env = offsite_env(site.root, swift, NINA_BACKUP_ROOT=site.env["NINA_BACKUP_ROOT"], NINA_RESTORE_DIR=site.env["NINA_RESTORE_DIR"])
+    key = operator_key(site.root)
     assert site.backup().returncode == 0
     (dump,) = site.backups.glob(f"{DB.name}_*.pgdump")
+    plain = dump.read_bytes()
     done = offsite(site.root, env, "upload", DB.name)
     assert done.returncode == 0, done.stderr
-    object_name = f"hub/{DB.name}/{dump.name}"
+    object_name = f"hub/{DB.name}/{dump.name}.age"
     assert f"{CONTAINER}/{object_name}" in done.stdout
+    assert not [p for p in site.backups.iterdir() if p.name.startswith(".sealed")]
     stat = swift.swift("stat", CONTAINER, object_name)
     assert stat.returncode == 0, stat.stderr
     # Swift itself deletes the copy after nina:database.backup.offsite_days (400 in the test stack)
     delete_at = int(re.search(r"X-Delete-At: (\d+)", stat.stdout).group(1))  # type: ignore[union-attr]
     assert abs(delete_at - (time.time() + 400 * 86400)) < 600
+    # What the store holds is age's ciphertext, not the dump: a credential that reaches it (another host's, through
+    # Swift's copy middleware; the store's operators) reads nothing. The operators' key opens it, byte for byte.
+    sealed = stored(swift, object_name, site.root / "as-stored")
+    assert sealed.startswith(b"age-encryption.org/v1\n-> X25519 ") and b"PGDMP" not in sealed and b"realm" not in sealed
+    assert decrypt(key, sealed) == plain
 
     recorded = offsite(site.root, env, "record", DB.name)
     assert recorded.returncode == 0, recorded.stderr
@@ -184,13 +233,71 @@ def test_a_dump_goes_off_the_host_and_comes_back_into_postgres(site: Site, swift
     # the host is lost: no local dump; the data changes; then the copy comes back from the store and is restored
     shutil.rmtree(site.backups)
     site.pg.psql("DELETE FROM realm; INSERT INTO realm VALUES (3, 'after the loss')")
-    fetched = offsite(site.root, env, "fetch", DB.name)
+    restore_dir = Path(env["NINA_RESTORE_DIR"])
+    # without the key the copy stays encrypted, for the operator to open off the host
+    kept = offsite(site.root, env, "fetch", DB.name)
+    assert kept.returncode == 0, kept.stderr
+    assert Path(kept.stdout.strip()).name == f"{dump.name}.age" and Path(kept.stdout.strip()).read_bytes() == sealed
+    assert "age --decrypt" in kept.stderr
+    fetched = offsite(site.root, env, "fetch", DB.name, "--identity", str(key))
     assert fetched.returncode == 0, fetched.stderr
     path = Path(fetched.stdout.strip())
-    assert path == site.backups / f"offsite-{dump.name}" and path.read_bytes()[:5] == b"PGDMP"
+    # into a directory of root's own, never the backup user's
+    assert path.parent.parent == restore_dir and path.name == dump.name and path.read_bytes() == plain
+    assert restore_dir.stat().st_mode & 0o777 == 0o700 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert not site.backups.exists()
     done = restore(site, systemctl[0], str(path))
     assert done.returncode == 0, done.stderr
     assert site.pg.psql("SELECT string_agg(id || '=' || name, ',' ORDER BY id) FROM realm") == "1=nina,2=master"
+
+
+def test_fetch_writes_nothing_through_a_symlink_the_backup_user_planted(site: Site, swift: swift_store.Swift) -> None:  # noqa: F811
+    """Root fetched into the backup user's directory as offsite-<file>: that user could point the name at
+    /etc/sudoers.d/zz and have root write a copy of its choosing there."""
+    env = offsite_env(site.root, swift, NINA_BACKUP_ROOT=site.env["NINA_BACKUP_ROOT"], NINA_RESTORE_DIR=site.env["NINA_RESTORE_DIR"])
+    source = site.root / "copy"
+    source.write_text("Defaults !authenticate\n")
+    name = f"{DB.name}_29991231.pgdump"
+    for object_name in (f"hub/{DB.name}/{name}", f"hub/{DB.name}/{name}.age"):
+        assert swift.swift("upload", "--object-name", object_name, CONTAINER, str(source)).returncode == 0
+    victim = site.root / "etc-sudoers.d-zz"
+    victim.write_text("root's file\n")
+    site.backups.mkdir(parents=True)
+    for planted in (f"offsite-{name}", f"offsite-{name}.age"):
+        (site.backups / planted).symlink_to(victim)
+    for args in ((), (f"hub/{DB.name}/{name}",)):
+        fetched = offsite(site.root, env, "fetch", DB.name, *args)
+        assert fetched.returncode == 0, fetched.stderr
+        assert victim.read_text() == "root's file\n"
+        assert Path(fetched.stdout.strip()).parent.parent == Path(env["NINA_RESTORE_DIR"])
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_record_reads_only_the_backup_users_regular_marker(site: Site, swift: swift_store.Swift, planted: str) -> None:  # noqa: F811
+    """record runs as root after the backup user's steps and reads that user's marker: a symlink must not make it
+    publish another file's contents, a FIFO must not hold it (and the unit) forever."""
+    env = offsite_env(site.root, swift, NINA_BACKUP_ROOT=site.env["NINA_BACKUP_ROOT"])
+    site.backups.mkdir(parents=True)
+    marker = site.backups / f".offsite-{DB.name}"
+    marker.write_text(f"{int(time.time())} hub/{DB.name}/x\n")
+    assert offsite(site.root, env, "record", DB.name).returncode == 0
+    published = site.root / "textfile" / f"nina_offsite_{DB.name}.prom"
+    good = published.read_text()
+    marker.unlink()
+    if planted == "symlink":
+        secret = site.root / "secret"
+        secret.write_text("1234567890 root's secret\n")
+        secret.chmod(0o600)
+        marker.symlink_to(secret)
+    else:
+        os.mkfifo(marker)
+    done = subprocess.run(["bash", str(site.root / databases.OFFSITE_COMMAND.lstrip("/")), "record", DB.name], env=env,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode != 0 and "not a regular file" in done.stderr
+    assert published.read_text() == good
+    promtool_ok(good)
+    # and whatever else might wait, the unit that runs it is bounded
+    assert "\nTimeoutStartSec=" in (site.root / "etc/systemd/system/nina-backup@.service").read_text()
 
 
 def test_a_failed_upload_fails_and_records_nothing(site: Site, swift: swift_store.Swift) -> None:  # noqa: F811
@@ -260,7 +367,10 @@ def test_the_superlink_state_is_copied_live_uploaded_and_restored(superlink_host
     state.parent.mkdir()
     backup_dir = root / "state" / "backups"
     user = f"{os.getuid()}:{os.getgid()}"
-    env = offsite_env(root, swift, NINA_SUPERLINK_STATE=str(state), NINA_SUPERLINK_BACKUP_DIR=str(backup_dir), NINA_SUPERLINK_OWNER=user)
+    restore_dir = root / "restore"
+    env = offsite_env(root, swift, NINA_SUPERLINK_STATE=str(state), NINA_SUPERLINK_BACKUP_DIR=str(backup_dir), NINA_SUPERLINK_OWNER=user,
+                      NINA_RESTORE_DIR=str(restore_dir))
+    key = operator_key(root)
 
     def command(path: str, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return run("bash", str(root / path.lstrip("/")), *args, env={**env, **(extra or {})})
@@ -275,7 +385,9 @@ def test_the_superlink_state_is_copied_live_uploaded_and_restored(superlink_host
         assert uploaded.returncode == 0, uploaded.stderr
         assert offsite(root, env, "record", name).returncode == 0
     (copy,) = backup_dir.glob(f"{name}_*.db")
-    assert f"{CONTAINER}/superlink/{name}/{copy.name}" in uploaded.stdout
+    assert f"{CONTAINER}/superlink/{name}/{copy.name}.age" in uploaded.stdout
+    sealed = stored(swift, f"superlink/{name}/{copy.name}.age", root / "as-stored")
+    assert not sealed.startswith(b"SQLite format 3") and decrypt(key, sealed) == copy.read_bytes()
 
     metrics = (root / "textfile" / f"nina_backup_{name}.prom").read_text() + (root / "textfile" / f"nina_offsite_{name}.prom").read_text()
     promtool_ok(metrics)
@@ -288,8 +400,17 @@ def test_the_superlink_state_is_copied_live_uploaded_and_restored(superlink_host
     # back, the SuperLink started
     shutil.rmtree(backup_dir)
     state.write_bytes(b"a database lost in an accident")
-    fetched = command(databases.OFFSITE_COMMAND, "fetch", name)
+    fetched = command(databases.OFFSITE_COMMAND, "fetch", name, "--identity", str(key))
     assert fetched.returncode == 0, fetched.stderr
+    assert Path(fetched.stdout.strip()).parent.parent == restore_dir
+    # the SuperLink's user plants symlinks where root would once have saved the current state
+    backup_dir.mkdir()
+    victim = root / "etc-sudoers.d-zz"
+    victim.write_text("root's file\n")
+    now = time.time()
+    for second in range(-2, 120):
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now + second))
+        (backup_dir / f"pre-restore-{name}_{stamp}.db").symlink_to(victim)
     bin_dir, log = systemctl
     done = command(databases.SUPERLINK_RESTORE_COMMAND, fetched.stdout.strip(), extra={"PATH": f"{bin_dir}:{env['PATH']}"})
     assert done.returncode == 0, done.stderr
@@ -300,7 +421,10 @@ def test_the_superlink_state_is_copied_live_uploaded_and_restored(superlink_host
     # one consistent moment of the live database: every row committed up to it, nothing torn
     assert before <= len(ids) <= after_copy + 1 and ids == list(range(1, len(ids) + 1))
     restored.close()
-    assert list(backup_dir.glob(f"pre-restore-{name}_*.db"))  # what was there is kept
+    (saved,) = restore_dir.glob(f"pre-restore-{name}_*.db")  # what was there is kept, in root's own directory
+    assert saved.read_bytes() == b"a database lost in an accident"
+    assert victim.read_text() == "root's file\n"
+    assert "\nTimeoutStartSec=" in (root / "etc/systemd/system" / databases.SUPERLINK_BACKUP_UNIT).read_text()
 
 
 def test_the_superlink_restore_refuses_a_file_that_is_not_a_database(superlink_host: tuple[Path, str], systemctl: tuple[Path, Path]) -> None:  # noqa: F811
@@ -308,7 +432,7 @@ def test_the_superlink_restore_refuses_a_file_that_is_not_a_database(superlink_h
     bogus = root / "bogus.db"
     bogus.write_text("not a database\n")
     bin_dir, log = systemctl
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "NINA_SUPERLINK_STATE": str(root / "state.db"), "NINA_SUPERLINK_BACKUP_DIR": str(root / "b")}
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "NINA_SUPERLINK_STATE": str(root / "state.db"), "NINA_RESTORE_DIR": str(root / "r")}
     done = run("bash", str(root / databases.SUPERLINK_RESTORE_COMMAND.lstrip("/")), str(bogus), env=env)
     assert done.returncode != 0 and "is not a SQLite database" in done.stderr
     assert not log.exists()  # the SuperLink was never stopped

@@ -67,12 +67,19 @@ def credentials_pgpass(name: str) -> str:
 # write only that host's objects (components/offsite.py). Swift deletes each copy itself after its retention
 # (X-Delete-After), so no host needs the right to delete.
 OFFSITE_COMMAND = "/usr/local/sbin/nina-offsite-backup"  # upload | record | fetch
-OFFSITE_PACKAGES = ("python3-swiftclient", "python3-keystoneauth1")  # keystoneauth: application credentials
+# keystoneauth: application credentials; age: each copy is encrypted on the host before it leaves (to the stack's
+# nina:database.backup.recipients), so neither Swift nor another host's credential ever sees a readable backup.
+OFFSITE_PACKAGES = ("python3-swiftclient", "python3-keystoneauth1", "age")
 # Nectar's Keystone (the openrc files' OS_AUTH_URL); nina:cloud.auth_url changes it.
 NECTAR_AUTH_URL = "https://identity.rc.nectar.org.au/v3/"
 OFFSITE_DAYS = 400  # default: a year of monthly dumps, plus a month
 SUPERLINK_OFFSITE_DAYS = 30  # default for the daily SuperLink snapshots
 SUPERLINK_KEEP = 7  # default: a week of daily snapshots on the SuperLink's state volume
+
+
+# Where root, restoring, keeps what it fetches (decrypted) and the pre-restore copies of what it replaces: its own
+# directory (0700), never a directory a service user can write, where a planted symlink would steer root's writes.
+RESTORE_DIR = "/var/lib/nina/restore"
 
 
 def offsite_container(environment: str) -> str:

@@ -165,6 +165,9 @@ class DatabaseSettings:
     offsite_days: int = OFFSITE_DAYS  # how long each dump's copy stays in the stack's container (X-Delete-After)
     superlink_keep: int = SUPERLINK_KEEP  # daily SuperLink state snapshots kept on its host
     superlink_offsite_days: int = SUPERLINK_OFFSITE_DAYS  # how long each snapshot's copy stays in the container
+    # age X25519 public keys (age1...): every off-host copy is encrypted on its host to these before it is uploaded;
+    # their private halves stay with the operators, never on the platform (README "Backups and restore").
+    recipients: tuple[str, ...] = ()
     databases: tuple[str, ...] = tuple(DATABASES)  # §4.3.1
 
     @property

@@ -155,7 +155,7 @@ def _parse_database(r: Reader, raw: Any) -> DatabaseSettings:
     if not re.fullmatch(r"\d+(\.\d+)?", version) or int(version.split(".")[0]) not in PG_MAJORS:
         r.problem(f"{p}.datastore_version", f"{version!r} is not a PostgreSQL version the backups can dump (a major from {PG_MAJORS[0]} to {PG_MAJORS[-1]}, e.g. \"17\")")
         version = "17"
-    b = r.mapping(d.get("backup", {}), f"{p}.backup", ("schedule", "keep", "offsite_days", "superlink_keep", "superlink_offsite_days"))
+    b = r.mapping(d.get("backup", {}), f"{p}.backup", ("schedule", "keep", "offsite_days", "superlink_keep", "superlink_offsite_days", "recipients"))
     schedule = r.choice(b, "schedule", f"{p}.backup", tuple(SCHEDULES), "monthly")
     offsite_days = r.integer(b, "offsite_days", f"{p}.backup", OFFSITE_DAYS, minimum=1)
     superlink_offsite_days = r.integer(b, "superlink_offsite_days", f"{p}.backup", SUPERLINK_OFFSITE_DAYS, minimum=1)
@@ -170,6 +170,12 @@ def _parse_database(r: Reader, raw: Any) -> DatabaseSettings:
             r.problem(f"{p}.backup.{key}", f"{days} days is shorter than {what} allows ({interval} days): the container would hold no copy between backups")
         if days > MAX_OFFSITE_DAYS:
             r.problem(f"{p}.backup.{key}", f"{days} days is more than {MAX_OFFSITE_DAYS} (ten years)")
+    # Every stack has hosts that copy backups off (the Keycloak host's dumps at least), so the keys are required.
+    recipients = r.strings(b, "recipients", f"{p}.backup")
+    for i, key in enumerate(recipients):
+        r.matches(key, AGE_RECIPIENT, f"{p}.backup.recipients[{i}]", "an age X25519 public key (age1..., from age-keygen; its private half stays off the platform)")
+    if len(set(recipients)) != len(recipients):
+        r.problem(f"{p}.backup.recipients", "lists a key twice")
     return DatabaseSettings(
         r.text(d, "flavor", p, maximum=64),
         r.integer(d, "size_gb", p, minimum=1),
@@ -179,10 +185,13 @@ def _parse_database(r: Reader, raw: Any) -> DatabaseSettings:
         offsite_days,
         r.integer(b, "superlink_keep", f"{p}.backup", SUPERLINK_KEEP, minimum=1),
         superlink_offsite_days,
+        tuple(recipients),
     )
 
 
 MAX_OFFSITE_DAYS = 3650
+# age's X25519 recipient: "age1" and 58 characters of bech32's alphabet (no 1, b, i, o).
+AGE_RECIPIENT = re.compile(r"age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}")
 
 
 
