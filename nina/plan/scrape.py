@@ -190,8 +190,8 @@ def summary(cfg: StackConfig) -> dict[str, object]:
     """The stack output `monitoring`: what Prometheus scrapes and which alerts exist, so a preview (and a reviewer)
     sees that a new site is watched. Per on-premises site and federation: the tunnel addresses scraped and the
     alerts that watch it."""
-    jobs = {job: sorted(t for g in json.loads(text) for t in g["targets"]) for job, text in
-            ((job, target_files(cfg)[name]) for job, name in JOB_FILES.items())}
+    files = target_files(cfg)
+    jobs = {job: sorted(t for g in json.loads(files[name]) for t in g["targets"]) for job, name in JOB_FILES.items()}
     rules: dict[str, list[str]] = {}
     for rule in alert_table.RULES:
         rules.setdefault(rule.name, []).append(rule.severity)
