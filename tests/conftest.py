@@ -75,6 +75,16 @@ def payload_of(preview: "Preview", host: str) -> str:
     return stdin
 
 
+def samples(exposition: str) -> dict[str, float]:
+    """'name{labels}' -> value of every sample in a Prometheus text exposition (a textfile the collectors write)."""
+    found = {}
+    for line in exposition.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            found[name] = float(value)
+    return found
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1, for a server a test starts."""
     with socket.socket() as s:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Preview, config_of, delivered
+from conftest import Preview, config_of, delivered, samples
 from test_apt_repo import Vendor, keyring, run, vendor  # noqa: F401 (vendor: the fixture)
 from test_apt_repo import pytestmark as needs_namespace  # root, unshare and gpg
 from test_cloudinit import Target, shellcheck, verify_units
@@ -73,7 +73,7 @@ class Host:
         linted = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False)
         assert linted.returncode == 0, linted.stdout + linted.stderr
         assert [p.name for p in self.textfiles.iterdir()] == ["nina_apt_keys.prom"]  # no temporary file left
-        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+) (\S+)$", text, re.M)}
+        return samples(text)
 
 
 def export(maker: Vendor, *fingerprints: str) -> bytes:

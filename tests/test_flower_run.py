@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import COMMAND, ROOT, wait_for
+from conftest import COMMAND, ROOT, samples, wait_for
 from flower_lab import FED, FlowerLab
 
 from nina.catalog import layout, runtimes
@@ -69,12 +69,7 @@ def test_monitoring_hears_which_supernodes_the_superlink_hears(flower_lab: Flowe
     def collected() -> dict[str, float]:
         done = host.run(["bash", "-c", collect], check=False, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
-        metrics = {}
-        for line in host.read("/tmp/textfile/nina_supernodes.prom").splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                metrics[name] = float(value)
-        return metrics
+        return samples(host.read("/tmp/textfile/nina_supernodes.prom"))
 
     # The SuperNodes were started with the lab; their first heartbeat may still be on its way.
     online = f'nina_supernode_online_until_timestamp_seconds{{federation="{FED}",supernode="sn2"}}'

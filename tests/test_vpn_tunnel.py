@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import wait_for
+from conftest import samples, wait_for
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -510,11 +510,6 @@ def test_revocation_reaches_a_connected_site_at_renegotiation(routed: Routed) ->
 # ------------------------------------------------------------------------------------------------- monitoring
 
 
-def _metrics(text: str) -> dict[str, float]:
-    """'name{labels}' -> value of a Prometheus text exposition."""
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
-
-
 def _collect(lab: Lab, out: Path) -> dict[str, float]:
     """The delivered nina-vpn-metrics, as its unit runs it, against the servers' real status files."""
     out.mkdir(exist_ok=True)
@@ -526,7 +521,7 @@ def _collect(lab: Lab, out: Path) -> dict[str, float]:
         "NINA_ROOT": str(lab.root),
     }
     subprocess.run(["python3", "-I", str(lab.rooted(layout.VPN_METRICS_COMMAND))], env=env, check=True, capture_output=True, text=True)
-    return _metrics((out / "nina_vpn.prom").read_text())
+    return samples((out / "nina_vpn.prom").read_text())
 
 
 def test_the_vpn_host_reports_each_sites_tunnel_and_certificate(connected: tuple[Lab, Path]) -> None:
